@@ -1,0 +1,49 @@
+"""Typed schemas for the config groups the trainer reads, registered in Hydra's ConfigStore.
+
+A yaml option that lists ``<group>_schema`` first in its defaults is validated against the dataclass when the config
+is composed, so ``trainer.max_steps=abc`` or a misspelt key fails before anything runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hydra.core.config_store import ConfigStore
+
+from m3bert.models.encoder import M3BERTConfig
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 10_000  # optimizer steps; may be raised when resuming a finished run
+    batch_size: int = 8  # clips per process and micro-step
+    grad_accum: int = 1  # micro-steps per optimizer step
+    precision: str = "auto"  # auto (bf16 on GPUs that support it, else fp32) | bf16 | fp16 | fp32
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+    log_every: int = 10
+    val_every: int = 1000
+    val_batches: int = 50  # validation batches per evaluation (0 = the whole validation set)
+    save_every: int = 1000
+    keep: int = 2  # step checkpoints kept besides best.pt
+    image_every: int = 1000  # reconstruction figure period; 0 disables figures
+    num_workers: int = 2  # data-loading processes
+    progress: bool = True  # progress bar on rank zero
+    compile: bool = False  # torch.compile the model (worth it on GPUs for long runs)
+
+
+@dataclass
+class PathsConfig:
+    data_dir: str = "data"
+    experiments_dir: str = "experiments"
+    multirun_dir: str = "multirun"
+
+
+def register() -> None:
+    store = ConfigStore.instance()
+    store.store(group="trainer", name="trainer_schema", node=TrainerConfig)
+    store.store(group="model", name="model_schema", node=M3BERTConfig)
+    store.store(group="paths", name="paths_schema", node=PathsConfig)
+
+
+register()

@@ -1,0 +1,81 @@
+"""Masked reconstruction: the M3BERT pre-training objective."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from m3bert.masking import MaskedInput, Masker
+from m3bert.models.encoder import M3BERT, M3BERTConfig, unstack_frames
+
+
+class StepOutput(NamedTuple):
+    """What a training objective returns; the trainer normalises ``loss_sum`` by ``count`` summed over ranks."""
+
+    loss_sum: torch.Tensor  # scalar, summed over the positions the loss covers
+    count: torch.Tensor  # scalar, number of those positions
+    logs: dict[str, torch.Tensor]  # extra scalars to log, already averaged within the batch
+
+
+class ReconstructionHead(nn.Module):
+    """Linear, GELU, LayerNorm, Linear back to the input features: (batch, tokens, hidden) -> (batch, frames, dim)."""
+
+    def __init__(self, cfg: M3BERTConfig):
+        super().__init__()
+        self.downsample = cfg.downsample
+        self.net = nn.Sequential(
+            nn.Linear(cfg.hidden_size, cfg.hidden_size),
+            nn.GELU(),
+            nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps),
+            nn.Linear(cfg.hidden_size, cfg.input_dim * cfg.downsample),
+        )
+
+    def forward(self, hidden: torch.Tensor, frames: int) -> torch.Tensor:
+        return unstack_frames(self.net(hidden), frames, self.downsample)
+
+
+class MaskedReconstruction(nn.Module):
+    """Encoder + reconstruction head trained to restore the features at masked positions.
+
+    forward(features (batch, frames, dim), lengths (batch,), generator) -> StepOutput, the loss summed over masked
+    positions (Huber by default, or L1).
+    """
+
+    def __init__(self, model: M3BERTConfig, masker: Masker, loss: str = "huber", huber_delta: float = 1.0):
+        super().__init__()
+        if loss not in ("huber", "l1"):
+            raise ValueError(f"objective.loss must be huber or l1, got {loss!r}")
+        self.encoder = M3BERT(model)
+        self.head = ReconstructionHead(model)
+        self.masker, self.loss, self.huber_delta = masker, loss, huber_delta
+
+    def reconstruct(self, masked: MaskedInput, lengths: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(masked.inputs, lengths).last_hidden_state
+        return self.head(hidden, masked.inputs.shape[1])
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator) -> StepOutput:
+        masked = self.masker(features, lengths, generator)
+        prediction = self.reconstruct(masked, lengths).float()
+        if self.loss == "huber":
+            error = F.huber_loss(prediction, features.float(), delta=self.huber_delta, reduction="none")
+        else:
+            error = (prediction - features.float()).abs()
+        mask = masked.mask
+        count = mask.sum()
+        return StepOutput((error * mask).sum(), count, {"masked_fraction": count / mask.numel()})
+
+    @torch.no_grad()
+    def example(self, features: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator) -> dict:
+        """Original, masked input and reconstruction of the first clip, each (frames, dim), for diagnostic plots."""
+        masked = self.masker(features[:1], lengths[:1], generator)
+        prediction = self.reconstruct(masked, lengths[:1])
+        n = int(lengths[0])
+        return {
+            "original": features[0, :n].float().cpu(),
+            "masked": masked.inputs[0, :n].float().cpu(),
+            "reconstruction": prediction[0, :n].float().cpu(),
+            "mask": masked.mask[0, :n].cpu(),
+        }

@@ -1,0 +1,393 @@
+"""The training loop: one plain PyTorch loop, readable top to bottom.
+
+It owns devices, precision, data loading, optimisation, checkpoints, resume, logging and the run's summary. What is
+trained comes from the config: ``cfg.objective`` builds a module whose forward returns a
+:class:`m3bert.models.StepOutput` (a loss summed over positions and their count), so the loop never imports a
+concrete model, dataset or objective class.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import matplotlib.pyplot as plt
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Subset
+
+from m3bert import checkpoint, distributed
+from m3bert.data import EpochSampler, collate, shard
+from m3bert.figures import loss_curves, reconstruction_figure
+from m3bert.optim import parameter_groups
+
+log = logging.getLogger(__name__)
+
+# Seed offsets that keep the streams of randomness apart.
+MASK_STREAM, VAL_STREAM = 1_000_003, 2_000_003
+
+
+@dataclass
+class Precision:
+    dtype: torch.dtype | None  # autocast dtype, None for fp32
+    scaler: torch.amp.GradScaler | None  # only for fp16
+
+    @property
+    def name(self) -> str:
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"trainer.device={name} but CUDA is not available here; use trainer.device=cpu or auto")
+    return device
+
+
+def resolve_precision(name: str, device: torch.device) -> Precision:
+    if name == "auto":
+        name = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if name == "fp32":
+        return Precision(None, None)
+    if name == "bf16":
+        return Precision(torch.bfloat16, None)
+    if name == "fp16":
+        if device.type != "cuda":
+            raise ValueError("trainer.precision=fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+        return Precision(torch.float16, torch.amp.GradScaler("cuda"))
+    raise ValueError(f"trainer.precision must be auto, bf16, fp16 or fp32, got {name!r}")
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+class Trainer:
+    def __init__(self, cfg: DictConfig, run_dir: str | Path):
+        self.cfg, self.tc = cfg, cfg.trainer
+        self.run_dir = Path(run_dir)
+        self.device = resolve_device(self.tc.device)
+        self.dist = distributed.setup(self.device.type)
+        if self.device.type == "cuda" and self.dist.enabled:
+            self.device = torch.device("cuda", self.dist.local_rank)
+        self.precision = resolve_precision(self.tc.precision, self.device)
+        checkpoint.seed_everything(cfg.seed + self.dist.rank)
+
+        self.train_set = instantiate(cfg.dataset.train)
+        self.val_set = instantiate(cfg.dataset.val) if cfg.dataset.get("val") is not None else None
+        self.sampler = EpochSampler(len(self.train_set), self.tc.batch_size, self.dist.world_size, self.dist.rank,
+                                    seed=cfg.seed)
+
+        model_cfg = OmegaConf.to_object(cfg.model)
+        self.module = instantiate(cfg.objective, model=model_cfg, masker=instantiate(cfg.masking)).to(self.device)
+        self.optimizer = instantiate(cfg.optimizer)(parameter_groups(self.module, cfg.optimizer.weight_decay))
+        self.scheduler = instantiate(cfg.scheduler)(self.optimizer)
+        self.model = self.module
+        if self.tc.compile:
+            self.model = torch.compile(self.model)
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.model, device_ids=ids)
+        # Masking draws from its own generator on the batch's device, so its state is saved and restored exactly.
+        self.mask_generator = torch.Generator(self.device).manual_seed(cfg.seed * MASK_STREAM + self.dist.rank)
+
+        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.best: dict[str, Any] = {}
+        self.logger = None
+
+    # ----------------------------------------------------------------------------------------------- state
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.module.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.precision.scaler.state_dict() if self.precision.scaler else None,
+            "step": self.step,
+            "sampler": {"epoch": self.epoch, "batch": self.batch_in_epoch},
+            "rng": checkpoint.rng_state(),
+            "mask_generator": self.mask_generator.get_state(),
+            "best": self.best,
+            "model_config": OmegaConf.to_container(self.cfg.model, resolve=True),
+            "config": OmegaConf.to_container(self.cfg, resolve=True),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        try:
+            self.module.load_state_dict(state["model"])
+        except RuntimeError as err:
+            raise RuntimeError(
+                f"the checkpoint in {self.checkpoint_dir} does not fit the configured model ({err}); "
+                "resume with the same model config, or start a new run folder"
+            ) from err
+        self.optimizer.load_state_dict(state["optimizer"])
+        # The schedule follows the current config (max_steps may have been raised); only its position is restored.
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.precision.scaler and state["scaler"]:
+            self.precision.scaler.load_state_dict(state["scaler"])
+        self.step = state["step"]
+        self.epoch, self.batch_in_epoch = state["sampler"]["epoch"], state["sampler"]["batch"]
+        self.best = state["best"]
+        checkpoint.set_rng_state(state["rng"])
+        self.mask_generator.set_state(state["mask_generator"])
+
+    def save(self) -> None:
+        if not self.dist.is_main:
+            return
+        state = self.state_dict()
+        checkpoint.save(state, self.checkpoint_dir / f"step_{self.step:07d}.pt")
+        checkpoint.prune(self.checkpoint_dir, self.tc.keep)
+
+    def resume(self) -> bool:
+        found = checkpoint.step_checkpoints(self.checkpoint_dir)
+        if not found:
+            return False
+        self.load_state_dict(checkpoint.load(found[-1], map_location=self.device))
+        # Every rank's RNG was saved from rank zero; re-derive per-rank streams so ranks don't mask alike.
+        if self.dist.rank:
+            checkpoint.seed_everything(self.cfg.seed + self.step * 7919 + self.dist.rank)
+            self.mask_generator.manual_seed(self.cfg.seed * MASK_STREAM + self.step * 7919 + self.dist.rank)
+        log.info("Resuming from %s at step %d", found[-1], self.step)
+        return True
+
+    # ------------------------------------------------------------------------------------------------ data
+    def batches(self) -> Iterator:
+        """Training micro-batches forever, epoch after epoch, starting at the saved sampler position."""
+        while True:
+            self.sampler.set_position(self.epoch, self.batch_in_epoch)
+            loader = DataLoader(self.train_set, batch_size=self.tc.batch_size, sampler=self.sampler,
+                                collate_fn=collate, num_workers=self.tc.num_workers,
+                                pin_memory=self.device.type == "cuda")
+            for batch in loader:
+                self.batch_in_epoch += 1
+                yield batch.to(self.device)
+            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+
+    def autocast(self):
+        if self.precision.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.precision.dtype)
+
+    # ---------------------------------------------------------------------------------------------- train
+    def fit(self) -> dict[str, Any]:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        resumed = self.resume()
+        history = self.read_history(trim_after=self.step)
+        if self.dist.is_main:
+            self.logger = instantiate(self.cfg.logger, run_dir=str(self.run_dir),
+                                      hparams=OmegaConf.to_container(self.cfg, resolve=True),
+                                      name=self.run_name, group=self.cfg.name, _recursive_=False)
+        if self.step >= self.tc.max_steps:
+            log.info("Run already finished at step %d; raise trainer.max_steps to continue it", self.step)
+        elif not resumed:
+            log.info("Starting a new run in %s", self.run_dir)
+        n_params = sum(p.numel() for p in self.module.parameters())
+        log.info("%s parameters, precision %s, device %s, %d process(es)", f"{n_params:,}", self.precision.name,
+                 self.device, self.dist.world_size)
+
+        batches = self.batches()
+        started, frames_seen, timer, paused = time.perf_counter(), 0, time.perf_counter(), 0.0
+        window_loss, window_steps = torch.zeros((), device=self.device), 0
+        progress = self._progress_bar()
+        self.model.train()
+        while self.step < self.tc.max_steps:
+            loss, frames, grad_norm = self.train_step(batches)
+            self.step += 1
+            frames_seen += frames
+            window_loss += loss
+            window_steps += 1
+            progress.update(1)
+
+            if self.step % self.tc.log_every == 0 or self.step == self.tc.max_steps:
+                # .item() is a CPU-GPU sync point, so it happens only when logging.
+                elapsed = time.perf_counter() - timer - paused
+                row = {"train/loss": (window_loss / window_steps).item(),
+                       "train/lr": self.scheduler.get_last_lr()[0],
+                       "train/grad_norm": grad_norm.item(),
+                       "train/frames_per_s": frames_seen / max(elapsed, 1e-9)}
+                history.append(self.log_metrics(row))
+                progress.set_postfix(loss=f"{row['train/loss']:.4f}")
+                window_loss, window_steps = torch.zeros((), device=self.device), 0
+                frames_seen, timer, paused = 0, time.perf_counter(), 0.0
+            # Evaluation, figures and checkpoints don't count towards training throughput.
+            pause_start = time.perf_counter()
+            if self.val_set is not None and (self.step % self.tc.val_every == 0 or self.step == self.tc.max_steps):
+                val_loss = self.evaluate()
+                history.append(self.log_metrics({"val/loss": val_loss}))
+                if val_loss < self.best.get("val/loss", math.inf):
+                    self.best = {"val/loss": val_loss, "step": self.step}
+                    if self.dist.is_main:
+                        checkpoint.save(self.state_dict(), self.checkpoint_dir / "best.pt")
+            if self.tc.image_every and self.step % self.tc.image_every == 0:
+                self.log_example()
+            if self.step % self.tc.save_every == 0 or self.step == self.tc.max_steps:
+                self.save()
+            paused += time.perf_counter() - pause_start
+        progress.close()
+        summary = self.summarize(history, time.perf_counter() - started)
+        if self.logger is not None:
+            self.logger.finish()
+        return summary
+
+    def train_step(self, batches: Iterator) -> tuple[torch.Tensor, int, torch.Tensor]:
+        """One optimizer step over ``grad_accum`` micro-batches; returns (mean loss, valid frames, grad norm)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        total_loss, total_frames = torch.zeros((), device=self.device), 0
+        for micro in range(self.tc.grad_accum):
+            batch = next(batches)
+            last = micro == self.tc.grad_accum - 1
+            # DDP all-reduces gradients on every backward unless told not to: only the last micro-step syncs.
+            sync = contextlib.nullcontext() if last or not self.dist.enabled else self.model.no_sync()
+            with sync:
+                with self.autocast():
+                    out = self.model(batch.features, batch.lengths, self.mask_generator)
+                # Normalise by the positions counted on all ranks, so N processes match one with N times the batch.
+                count = distributed.all_sum(out.count.float(), self.dist).clamp_min(1)
+                loss = out.loss_sum * self.dist.world_size / count / self.tc.grad_accum
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"non-finite loss ({loss.item()}) at step {self.step + 1}; lower optimizer.lr, use "
+                        "trainer.precision=bf16 or fp32, or check the input features for extreme values"
+                    )
+                self._backward(loss)
+            total_loss += distributed.all_sum(out.loss_sum.detach(), self.dist) / count / self.tc.grad_accum
+            total_frames += int(batch.lengths.sum()) * self.dist.world_size
+        grad_norm = self._optimizer_step()
+        return total_loss, total_frames, grad_norm
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        if self.precision.scaler:
+            self.precision.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+
+    def _optimizer_step(self) -> torch.Tensor:
+        scaler = self.precision.scaler
+        if scaler:
+            scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
+        max_norm = self.tc.grad_clip if self.tc.grad_clip > 0 else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), max_norm)
+        if scaler:
+            scaler.step(self.optimizer)
+            scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        return grad_norm
+
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        """Masked-reconstruction loss on the validation set, with a fixed mask seed so evaluations compare."""
+        self.model.eval()
+        rows = shard(len(self.val_set), self.dist.world_size, self.dist.rank)
+        loader = DataLoader(Subset(self.val_set, rows), batch_size=self.tc.batch_size, collate_fn=collate,
+                            num_workers=self.tc.num_workers)
+        generator = torch.Generator(self.device).manual_seed(self.cfg.seed * VAL_STREAM + self.dist.rank)
+        loss_sum = torch.zeros((), device=self.device)
+        count = torch.zeros((), device=self.device)
+        for i, batch in enumerate(loader):
+            if self.tc.val_batches and i >= self.tc.val_batches:
+                break
+            batch = batch.to(self.device)
+            with self.autocast():
+                out = self.module(batch.features, batch.lengths, generator)
+            loss_sum += out.loss_sum.float()
+            count += out.count
+        self.model.train()
+        total = distributed.all_sum(torch.stack([loss_sum, count]), self.dist)
+        return (total[0] / total[1].clamp_min(1)).item()
+
+    # -------------------------------------------------------------------------------------------- logging
+    @property
+    def run_name(self) -> str:
+        return str(self.run_dir.relative_to(self.run_dir.parent.parent)) if self.run_dir.parent != self.run_dir \
+            else self.run_dir.name
+
+    def log_metrics(self, row: dict[str, float]) -> dict[str, Any]:
+        row = {"step": self.step, **row}
+        if self.dist.is_main:
+            with open(self.run_dir / "log.jsonl", "a") as handle:
+                handle.write(json.dumps(row) + "\n")
+            self.logger.log_metrics({k: v for k, v in row.items() if k != "step"}, self.step)
+        return row
+
+    def log_example(self) -> None:
+        example_fn = getattr(self.module, "example", None)
+        if not self.dist.is_main or example_fn is None:
+            return
+        dataset = self.val_set if self.val_set is not None else self.train_set
+        batch = collate([dataset[0]]).to(self.device)
+        generator = torch.Generator(self.device).manual_seed(self.cfg.seed)
+        self.module.eval()
+        with self.autocast():
+            example = example_fn(batch.features, batch.lengths, generator)
+        self.module.train()
+        fig = reconstruction_figure(example, title=f"{self.cfg.name}, step {self.step}")
+        path = self.run_dir / "figures" / f"reconstruction_step{self.step:07d}.png"
+        path.parent.mkdir(exist_ok=True)
+        fig.savefig(path, dpi=90)
+        self.logger.log_figure("train/reconstruction", fig, self.step)
+        plt.close(fig)
+
+    def read_history(self, trim_after: int) -> list[dict[str, Any]]:
+        """Rows of log.jsonl up to ``trim_after``; rows a crashed run logged after its last checkpoint are dropped
+        so that a resumed run's log reads as if it had never stopped."""
+        path = self.run_dir / "log.jsonl"
+        if not path.exists():
+            return []
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        rows = [r for r in rows if r["step"] <= trim_after]
+        if self.dist.is_main:
+            checkpoint.atomic_write(path, lambda h: h.write("".join(json.dumps(r) + "\n" for r in rows).encode()))
+        return rows
+
+    def _progress_bar(self):
+        from tqdm import tqdm
+
+        return tqdm(total=self.tc.max_steps, initial=min(self.step, self.tc.max_steps), desc=self.cfg.name,
+                    unit="step", dynamic_ncols=True, disable=not (self.tc.progress and self.dist.is_main))
+
+    def summarize(self, history: list[dict[str, Any]], wall_time: float) -> dict[str, Any]:
+        """metrics.json: final and best values, throughput, steps, wall time and the code's git commit."""
+        final: dict[str, float] = {}
+        for row in history:
+            final.update({k: v for k, v in row.items() if k != "step"})
+        throughput = [r["train/frames_per_s"] for r in history if "train/frames_per_s" in r]
+        summary = {
+            "name": self.cfg.name,
+            "steps": self.step,
+            "final": final,
+            "best": self.best,
+            "frames_per_s": sum(throughput) / len(throughput) if throughput else None,
+            "wall_time_s": wall_time,
+            "precision": self.precision.name,
+            "device": str(self.device),
+            "world_size": self.dist.world_size,
+            "git_commit": git_commit(),
+        }
+        if self.dist.is_main:
+            checkpoint.write_json(summary, self.run_dir / "metrics.json")
+            if history:
+                fig = loss_curves(history)
+                fig.savefig(self.run_dir / "loss_curves.png", dpi=90)
+                plt.close(fig)
+        return summary
