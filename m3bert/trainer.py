@@ -174,9 +174,12 @@ class Trainer:
         """Training micro-batches forever, epoch after epoch, starting at the saved sampler position."""
         while True:
             self.sampler.set_position(self.epoch, self.batch_in_epoch)
+            # The loader gets its own generator: drawing its worker seeds from the global RNG would shift dropout
+            # after a resume, which creates one loader more than an uninterrupted run.
             loader = DataLoader(self.train_set, batch_size=self.tc.batch_size, sampler=self.sampler,
                                 collate_fn=collate, num_workers=self.tc.num_workers,
-                                pin_memory=self.device.type == "cuda")
+                                pin_memory=self.device.type == "cuda",
+                                generator=torch.Generator().manual_seed(self.cfg.seed + self.epoch))
             for batch in loader:
                 self.batch_in_epoch += 1
                 yield batch.to(self.device)
@@ -193,9 +196,10 @@ class Trainer:
         resumed = self.resume()
         history = self.read_history(trim_after=self.step)
         if self.dist.is_main:
-            self.logger = instantiate(self.cfg.logger, run_dir=str(self.run_dir),
-                                      hparams=OmegaConf.to_container(self.cfg, resolve=True),
-                                      name=self.run_name, group=self.cfg.name, _recursive_=False)
+            # Built as a partial and called here, so Hydra doesn't try to instantiate the config it is given.
+            make_logger = instantiate(self.cfg.logger, _partial_=True)
+            self.logger = make_logger(run_dir=str(self.run_dir), name=self.run_name, group=self.cfg.name,
+                                      hparams=OmegaConf.to_container(self.cfg, resolve=True))
         if self.step >= self.tc.max_steps:
             log.info("Run already finished at step %d; raise trainer.max_steps to continue it", self.step)
         elif not resumed:

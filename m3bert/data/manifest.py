@@ -113,7 +113,7 @@ class ManifestDataset(Dataset):
         array = self._open(row)
         start = crop_start(array.shape[0], self.max_frames, self.crop, (*seed, row))
         stop = array.shape[0] if self.max_frames is None else start + self.max_frames
-        clip = np.asarray(array[start:stop], dtype=np.float32)
+        clip = np.array(array[start:stop], dtype=np.float32)  # a copy: the memory map is read-only
         if not np.isfinite(clip).all():
             raise ManifestError(f"{self._where(row, self.paths[row])}: features contain NaN or inf; re-extract this file")
         return Clip(torch.from_numpy(clip), row)

@@ -1,0 +1,41 @@
+# m3bert: `make help` lists the targets.
+PYTHON ?= python3
+PYTEST ?= $(PYTHON) -m pytest
+export WANDB_MODE ?= offline
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: install
+install: ## Install m3bert with its test dependencies (pip, editable)
+	$(PYTHON) -m pip install -e ".[dev]"
+
+.PHONY: smoke
+smoke: ## Pre-train a tiny model on generated features for 20 steps (seconds)
+	$(PYTHON) -m m3bert.train +experiment=smoke
+
+.PHONY: test
+test: ## Run the default test suite (minutes on 2 cores)
+	$(PYTEST) -q
+
+.PHONY: test-slow
+test-slow: ## Run only the slow tests
+	$(PYTEST) -q -m slow
+
+.PHONY: test-gpu
+test-gpu: ## Run only the tests that need CUDA
+	$(PYTEST) -q -m gpu
+
+.PHONY: bench
+bench: ## Benchmarks; results go to bench-results/*.json
+	$(PYTHON) -m pip install -q -e ".[bench]"
+	$(PYTHON) -m m3bert.bench --out bench-results
+
+.PHONY: clean
+clean: ## Remove caches and run outputs (experiments/ and multirun/ keep their READMEs)
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+	rm -rf .pytest_cache bench-results
+	find experiments multirun -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

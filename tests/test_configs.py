@@ -1,0 +1,64 @@
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+from omegaconf.errors import MissingMandatoryValue
+
+from conftest import CONF, TINY, make_config
+from m3bert.train import run
+
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+# Every recipe runs on the tiny model and generated features here; its own data may not exist on this machine.
+FEW_STEPS = [*TINY, "dataset=random", "trainer.max_steps=3", "trainer.batch_size=4", "trainer.val_every=3",
+             "trainer.save_every=3", "trainer.log_every=1", "trainer.image_every=0", "trainer.grad_accum=1",
+             "trainer.precision=fp32", "dataset.max_frames=64", "scheduler.warmup_steps=1"]
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_and_runs(experiment, tmp_path):
+    cfg = make_config(f"+experiment={experiment}", *FEW_STEPS)
+    assert cfg.name  # every recipe names its runs
+    summary = run(cfg, tmp_path)
+    assert summary["steps"] == 3
+    assert summary["final"]["train/loss"] > 0 and "val/loss" in summary["best"]
+    assert (tmp_path / "checkpoints" / "step_0000003.pt").exists()
+
+
+def test_experiments_keep_their_recipe():
+    cfg = make_config("+experiment=pretrain_msd")
+    assert (cfg.model.num_layers, cfg.model.hidden_size, cfg.model.num_heads, cfg.model.ffn_size) == (12, 768, 12, 3072)
+    assert cfg.masking.frames is not None and cfg.masking.channels is not None  # CFM + CCM
+    assert cfg.dataset.train.manifest.endswith("msd/train.csv")
+    assert cfg.model.input_dim == 324
+
+
+@pytest.mark.parametrize("override", ["trainer.max_steps=abc", "trainer.max_step=5", "model.hidden=5",
+                                      "model.num_layers=1.5", "masking=cfmm"])
+def test_bad_overrides_fail_at_compose_time(override):
+    with pytest.raises(ConfigCompositionException):
+        make_config(override)
+
+
+def test_manifest_dataset_requires_a_root():
+    cfg = make_config()
+    with pytest.raises(MissingMandatoryValue, match="root"):
+        OmegaConf.to_container(cfg.dataset, resolve=True, throw_on_missing=True)
+
+
+def test_data_root_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("M3BERT_DATA", "/somewhere/features")
+    cfg = make_config("dataset=fma")
+    assert cfg.dataset.train.manifest == "/somewhere/features/fma/train.csv"
+
+
+def test_wandb_is_offline_by_default(monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    assert make_config("logger=wandb").logger.mode == "offline"
+
+
+@pytest.mark.parametrize("masking", sorted(p.stem for p in (CONF / "masking").glob("*.yaml")))
+def test_every_masking_option_builds(masking):
+    from hydra.utils import instantiate
+
+    cfg = make_config(f"masking={masking}", "masking.ratio=0.2")
+    masker = instantiate(cfg.masking)
+    assert masker.enabled == (masking != "none")

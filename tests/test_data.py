@@ -1,0 +1,99 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from conftest import write_manifest
+from m3bert.data import EpochSampler, ManifestDataset, ManifestError, RandomFeatureDataset, collate
+
+
+def test_manifest_reads_crops_and_pads(tmp_path):
+    manifest = write_manifest(tmp_path, [30, 12, 50], dim=8, genre=["rock", "jazz", "pop"])
+    data = ManifestDataset(str(manifest), feature_dim=8, max_frames=20, crop="start")
+    assert len(data) == 3 and data.table["genre"].tolist() == ["rock", "jazz", "pop"]
+    clip = data[0]
+    full = np.load(tmp_path / "features/train_0.npy")
+    assert torch.equal(clip.features, torch.from_numpy(full[:20]))
+    batch = collate([data[1], data[2]])
+    assert batch.features.shape == (2, 20, 8) and batch.lengths.tolist() == [12, 20]
+    assert batch.features[0, 12:].abs().sum() == 0
+
+
+def test_random_crops_are_keyed_and_in_bounds(tmp_path):
+    manifest = write_manifest(tmp_path, [100], dim=4)
+    data = ManifestDataset(str(manifest), feature_dim=4, max_frames=10)
+    full = torch.from_numpy(np.load(tmp_path / "features/train_0.npy"))
+    starts = set()
+    for epoch in range(30):
+        crop = data[(0, 0, epoch)].features
+        assert crop.shape == (10, 4)
+        start = int((full[:, 0] == crop[0, 0]).nonzero()[0])
+        assert torch.equal(crop, full[start : start + 10])
+        starts.add(start)
+    assert len(starts) > 10
+    assert torch.equal(data[(0, 0, 3)].features, data[(0, 0, 3)].features)
+
+
+@pytest.mark.parametrize("problem, match", [
+    ("missing_column", "missing column"),
+    ("missing_file", "feature file is missing"),
+    ("wrong_dim", r"shape \(5, 3\), expected \(frames, 8\)"),
+    ("not_npy", "not a readable .npy"),
+    ("bad_length", "row 3 has length"),
+    ("no_csv", "manifest not found"),
+])
+def test_bad_manifests_name_file_row_and_problem(tmp_path, problem, match):
+    manifest = write_manifest(tmp_path, [5, 6], dim=8)
+    table = pd.read_csv(manifest)
+    if problem == "missing_column":
+        table.drop(columns="length").to_csv(manifest, index=False)
+    elif problem == "missing_file":
+        (tmp_path / table.file_path[1]).unlink()
+    elif problem == "wrong_dim":
+        np.save(tmp_path / table.file_path[1], np.zeros((5, 3), np.float32))
+    elif problem == "not_npy":
+        (tmp_path / table.file_path[1]).write_bytes(b"not an array")
+    elif problem == "bad_length":
+        table["length"] = table["length"].astype(object)
+        table.loc[1, "length"] = "ten"
+        table.to_csv(manifest, index=False)
+    elif problem == "no_csv":
+        manifest = tmp_path / "nowhere.csv"
+    with pytest.raises(ManifestError, match=match) as err:
+        ManifestDataset(str(manifest), feature_dim=8)
+    if problem in ("missing_file", "wrong_dim", "not_npy"):
+        assert "row 3" in str(err.value) and table.file_path[1] in str(err.value)
+
+
+def test_non_finite_features_are_refused_when_read(tmp_path):
+    manifest = write_manifest(tmp_path, [5], dim=2)
+    bad = np.ones((5, 2), np.float32)
+    bad[3, 1] = np.nan
+    np.save(tmp_path / "features/train_0.npy", bad)
+    data = ManifestDataset(str(manifest), feature_dim=2)
+    with pytest.raises(ManifestError, match="NaN or inf"):
+        data[0]
+
+
+def test_sampler_shards_global_batches_and_resumes():
+    one = list(EpochSampler(20, batch_size=4, seed=3))
+    ranks = [list(EpochSampler(20, batch_size=2, world_size=2, rank=r, seed=3)) for r in range(2)]
+    # Global batch b of one process = rank 0's then rank 1's share of batch b.
+    for b in range(5):
+        assert one[4 * b : 4 * b + 4] == ranks[0][2 * b : 2 * b + 2] + ranks[1][2 * b : 2 * b + 2]
+    resumed = EpochSampler(20, batch_size=4, seed=3)
+    resumed.set_position(0, 2)
+    assert list(resumed) == one[8:]
+    resumed.set_position(1, 0)
+    assert [k[0] for k in resumed] != [k[0] for k in one]  # a new epoch, a new order
+    with pytest.raises(ValueError, match="fewer than one global batch"):
+        EpochSampler(3, batch_size=4)
+
+
+def test_random_dataset_is_deterministic_and_loads_in_workers():
+    data = RandomFeatureDataset(8, feature_dim=5, min_frames=10, max_frames=20, seed=0)
+    assert torch.equal(data[3].features, data[3].features)
+    assert 10 <= data[3].features.shape[0] <= 20
+    batches = list(DataLoader(data, batch_size=4, collate_fn=collate, num_workers=2))
+    assert torch.equal(batches[0].features[1, : batches[0].lengths[1]], data[1].features)

@@ -1,0 +1,85 @@
+import pytest
+import torch
+
+from m3bert.masking import Masker
+from m3bert.models import M3BERT, M3BERTConfig, MaskedReconstruction
+
+TINY = dict(input_dim=12, hidden_size=16, num_layers=2, num_heads=2, ffn_size=32, dropout=0.0, max_positions=64)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("downsample", [1, 3])
+def test_shapes_of_every_layer(norm_first, downsample):
+    model = M3BERT(M3BERTConfig(**TINY, norm_first=norm_first, downsample=downsample)).eval()
+    out = model(torch.randn(3, 20, 12), torch.tensor([20, 11, 4]))
+    tokens = -(-20 // downsample)
+    assert len(out.hidden_states) == 3  # embedding + 2 layers
+    assert all(h.shape == (3, tokens, 16) for h in out.hidden_states)
+    assert out.lengths.tolist() == [-(-n // downsample) for n in (20, 11, 4)]
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_padding_does_not_change_valid_outputs(norm_first):
+    torch.manual_seed(0)
+    model = M3BERT(M3BERTConfig(**TINY, norm_first=norm_first)).eval()
+    clip = torch.randn(1, 9, 12)
+    alone = model(clip, torch.tensor([9])).last_hidden_state
+    padded = torch.cat([clip, 100 * torch.randn(1, 7, 12)], dim=1)  # garbage in the padding
+    batched = model(padded, torch.tensor([9])).last_hidden_state
+    torch.testing.assert_close(batched[:, :9], alone, rtol=1e-5, atol=1e-5)
+
+
+def test_wrong_feature_dimension_is_named():
+    model = M3BERT(M3BERTConfig(**TINY))
+    with pytest.raises(ValueError, match="model.input_dim=12"):
+        model(torch.randn(1, 5, 324))
+
+
+def test_too_long_input_names_the_fix():
+    model = M3BERT(M3BERTConfig(**TINY))
+    with pytest.raises(ValueError, match="max_positions"):
+        model(torch.randn(1, 65, 12))
+
+
+def test_heads_must_divide_hidden_size():
+    with pytest.raises(ValueError, match="num_heads"):
+        M3BERTConfig(hidden_size=10, num_heads=4)
+
+
+def test_positional_table_is_a_buffer_not_saved():
+    model = M3BERT(M3BERTConfig(**TINY))
+    assert "positions" not in model.state_dict()
+    assert model.positions.shape == (64, 16)
+
+
+def test_attention_maps_are_distributions_that_ignore_padding():
+    model = M3BERT(M3BERTConfig(**TINY)).eval()
+    maps = model.attention_maps(torch.randn(2, 10, 12), torch.tensor([10, 6]))
+    assert len(maps) == 2 and maps[0].shape == (2, 2, 10, 10)
+    torch.testing.assert_close(maps[0].sum(-1), torch.ones(2, 2, 10))
+    assert maps[1][1, :, :, 6:].abs().max() == 0
+
+
+def test_state_dict_round_trip_gives_identical_outputs(tmp_path):
+    cfg = M3BERTConfig(**TINY)
+    model = MaskedReconstruction(cfg, Masker(0.15, frames={})).eval()
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    clone = MaskedReconstruction(cfg, Masker(0.15, frames={})).eval()
+    clone.load_state_dict(torch.load(tmp_path / "model.pt"))
+    x, lengths = torch.randn(2, 15, 12), torch.tensor([15, 8])
+    out_a = model(x, lengths, torch.Generator().manual_seed(3))
+    out_b = clone(x, lengths, torch.Generator().manual_seed(3))
+    assert torch.equal(out_a.loss_sum, out_b.loss_sum)
+
+
+def test_loss_covers_exactly_the_masked_positions():
+    cfg = M3BERTConfig(**TINY)
+    model = MaskedReconstruction(cfg, Masker(0.3, frames={})).eval()
+    x, lengths = torch.randn(2, 30, 12), torch.tensor([30, 20])
+    out = model(x, lengths, torch.Generator().manual_seed(0))
+    masked = model.masker(x, lengths, torch.Generator().manual_seed(0))
+    prediction = model.reconstruct(masked, lengths)
+    error = torch.nn.functional.huber_loss(prediction, x, reduction="none")
+    assert out.count == masked.mask.sum() > 0
+    torch.testing.assert_close(out.loss_sum, error[masked.mask].sum())
+    assert not masked.mask[1, 20:].any()  # padding is never in the loss

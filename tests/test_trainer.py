@@ -1,0 +1,175 @@
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT, TINY, make_config
+from m3bert import checkpoint
+from m3bert.train import run
+from m3bert.trainer import Trainer
+
+QUICK = [*TINY, "dataset=random", "dataset.max_frames=64", "trainer.batch_size=4", "trainer.log_every=1",
+         "trainer.image_every=0", "scheduler.warmup_steps=2"]
+
+
+def losses(run_dir):
+    rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    return {r["step"]: r["train/loss"] for r in rows if "train/loss" in r}
+
+
+def test_resume_continues_exactly_as_if_never_stopped(tmp_path, monkeypatch):
+    # Dropout, random masks, shuffling and several epochs (64 clips / 4 per step = 16 steps an epoch) all in play.
+    overrides = [*QUICK, "trainer.max_steps=24", "trainer.save_every=10", "trainer.val_every=100",
+                 "trainer.grad_accum=2"]
+    straight = tmp_path / "straight"
+    run(make_config(*overrides), straight)
+
+    crashed = tmp_path / "crashed"
+    save = Trainer.save
+
+    def save_then_crash(self):
+        save(self)
+        if self.step == 10:
+            raise KeyboardInterrupt("simulated crash after the step-10 checkpoint")
+
+    monkeypatch.setattr(Trainer, "save", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        run(make_config(*overrides), crashed)
+    monkeypatch.setattr(Trainer, "save", save)
+    assert max(losses(crashed)) == 10
+    run(make_config(*overrides), crashed)
+
+    expected, got = losses(straight), losses(crashed)
+    assert sorted(got) == list(range(1, 25))  # the log reads as one run
+    torch.testing.assert_close(torch.tensor([got[s] for s in range(1, 25)]),
+                               torch.tensor([expected[s] for s in range(1, 25)]), rtol=1e-5, atol=1e-6)
+    a = checkpoint.load(straight / "checkpoints/step_0000024.pt")["model"]
+    b = checkpoint.load(crashed / "checkpoints/step_0000024.pt")["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+
+
+def test_finished_run_continues_when_max_steps_is_raised(tmp_path, caplog):
+    run(make_config(*QUICK, "trainer.max_steps=4", "trainer.save_every=2", "trainer.keep=1"), tmp_path)
+    assert [p.name for p in checkpoint.step_checkpoints(tmp_path / "checkpoints")] == ["step_0000004.pt"]
+    with caplog.at_level("INFO"):
+        summary = run(make_config(*QUICK, "trainer.max_steps=6", "trainer.save_every=2"), tmp_path)
+    assert "Resuming from" in caplog.text and "at step 4" in caplog.text
+    assert summary["steps"] == 6 and sorted(losses(tmp_path)) == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_with_another_architecture_fails_clearly(tmp_path):
+    run(make_config(*QUICK, "trainer.max_steps=2"), tmp_path)
+    with pytest.raises(RuntimeError, match="does not fit the configured model"):
+        run(make_config(*QUICK, "trainer.max_steps=4", "model.hidden_size=64"), tmp_path)
+
+
+def test_training_reduces_the_reconstruction_loss(tmp_path):
+    summary = run(make_config(*QUICK, "trainer.max_steps=60", "optimizer.lr=3e-3", "trainer.val_every=20",
+                              "model.dropout=0.0"), tmp_path)
+    history = losses(tmp_path)
+    assert sum(history[s] for s in range(51, 61)) < 0.8 * sum(history[s] for s in range(1, 11))
+    assert summary["best"]["val/loss"] < summary["final"]["train/loss"] * 1.5
+
+
+def test_run_folder_holds_summary_figures_and_checkpoints(tmp_path):
+    summary = run(make_config(*QUICK, "trainer.max_steps=4", "trainer.val_every=2", "trainer.image_every=2",
+                              "trainer.save_every=2", "trainer.keep=1"), tmp_path)
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    assert on_disk["steps"] == summary["steps"] == 4
+    for key in ("final", "best", "frames_per_s", "wall_time_s", "git_commit", "precision"):
+        assert key in on_disk
+    assert on_disk["frames_per_s"] > 0 and on_disk["best"]["step"] in (2, 4)
+    assert (tmp_path / "figures/reconstruction_step0000004.png").stat().st_size > 10_000
+    assert (tmp_path / "loss_curves.png").exists()
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["best.pt", "step_0000004.pt"]  # keep=1, and no temporary files left behind
+    state = checkpoint.load(tmp_path / "checkpoints/step_0000004.pt")
+    assert {"model", "optimizer", "scheduler", "scaler", "step", "rng", "sampler", "config"} <= set(state)
+
+
+def test_non_finite_loss_stops_with_the_step(tmp_path):
+    with pytest.raises(FloatingPointError, match=r"non-finite loss .* at step (\d+)") as err:
+        run(make_config(*QUICK, "trainer.max_steps=20", "optimizer.lr=1e30", "trainer.grad_clip=0",
+                        "trainer.save_every=1"), tmp_path)
+    failed_at = int(re.search(r"at step (\d+)", str(err.value)).group(1))
+    assert failed_at > 1
+    # Checkpoints hold only steps before the divergence.
+    saved = [int(p.stem.split("_")[1]) for p in checkpoint.step_checkpoints(tmp_path / "checkpoints")]
+    assert saved and max(saved) < failed_at
+
+
+def test_bf16_autocast_on_cpu_trains(tmp_path):
+    summary = run(make_config(*QUICK, "trainer.max_steps=3", "trainer.precision=bf16"), tmp_path)
+    assert summary["precision"] == "bf16" and torch.isfinite(torch.tensor(summary["final"]["train/loss"]))
+
+
+def test_fp16_without_cuda_is_refused(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("fp16 is valid where CUDA is present")
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        run(make_config(*QUICK, "trainer.precision=fp16"), tmp_path)
+
+
+def test_tensorboard_logger_writes_events(tmp_path):
+    run(make_config(*QUICK, "trainer.max_steps=2", "logger=tensorboard", "trainer.image_every=2"), tmp_path)
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_wandb_logger_runs_offline_and_resumes_the_same_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    run(make_config(*QUICK, "trainer.max_steps=2", "logger=wandb"), tmp_path)
+    run_id = (tmp_path / "wandb_id.txt").read_text()
+    offline = list((tmp_path / "wandb").glob(f"offline-run-*-{run_id}"))
+    assert offline and list(offline[0].glob("*.wandb"))
+    run(make_config(*QUICK, "trainer.max_steps=3", "logger=wandb"), tmp_path)
+    assert (tmp_path / "wandb_id.txt").read_text() == run_id
+
+
+def cli(*args, env=None, timeout=300):
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "WANDB_MODE": "offline", **(env or {})})
+
+
+def test_sweep_writes_one_run_per_value(tmp_path):
+    out = cli("m3bert.train", "-m", "+experiment=smoke", "masking.ratio=0.1,0.2", "trainer.max_steps=2",
+              "logger=none", "trainer.progress=false", env={"M3BERT_MULTIRUN": str(tmp_path)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs = sorted(p.parent.name for p in tmp_path.glob("smoke/*/metrics.json"))
+    assert runs == ["masking.ratio=0.1", "masking.ratio=0.2"]
+
+
+@pytest.mark.slow
+def test_sweep_with_the_joblib_launcher(tmp_path):
+    out = cli("m3bert.train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "+experiment=smoke",
+              "masking=cfm,patch", "trainer.max_steps=2", "logger=none", "trainer.progress=false",
+              env={"M3BERT_MULTIRUN": str(tmp_path)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert len(list(tmp_path.glob("smoke/*/metrics.json"))) == 2
+
+
+def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path):
+    common = ["+experiment=smoke", "logger=none", "trainer.progress=false", "trainer.max_steps=4",
+              "trainer.log_every=1", "trainer.image_every=0", "model.dropout=0.0", "trainer.val_every=4",
+              # Masks are drawn per process, so equality is checked on the unmasked objective.
+              "masking=none"]
+    single = cli("m3bert.train", *common, "trainer.batch_size=8", f"hydra.run.dir={tmp_path / 'one'}")
+    assert single.returncode == 0, single.stderr[-3000:]
+    double = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "m3bert.train",
+         *common, "trainer.batch_size=4", f"hydra.run.dir={tmp_path / 'two'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert double.returncode == 0, double.stderr[-3000:]
+    one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert sorted(one) == sorted(two) == [1, 2, 3, 4]
+    torch.testing.assert_close(torch.tensor(list(two.values())), torch.tensor(list(one.values())), rtol=1e-4,
+                               atol=1e-5)
+    metrics = json.loads((tmp_path / "two/metrics.json").read_text())
+    assert metrics["world_size"] == 2
+    torch.testing.assert_close(metrics["best"]["val/loss"],
+                               json.loads((tmp_path / "one/metrics.json").read_text())["best"]["val/loss"],
+                               rtol=1e-4, atol=1e-5)
