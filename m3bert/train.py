@@ -31,7 +31,12 @@ def main(cfg: DictConfig) -> float | None:
 
     if int(os.environ.get("RANK", 0)) > 0:
         logging.getLogger().setLevel(logging.WARNING)  # rank zero speaks for the run
-    summary = run(cfg, HydraConfig.get().runtime.output_dir)
+    run_dir = HydraConfig.get().runtime.output_dir
+    summary = run(cfg, run_dir)
+    final, best = summary["final"], summary["best"]
+    logging.getLogger("m3bert").info(
+        "Done at step %d: train/loss %.4f%s. Run folder: %s", summary["steps"], final.get("train/loss", float("nan")),
+        f", best val/loss {best['val/loss']:.4f} at step {best['step']}" if best else "", run_dir)
     # Returned so that Hydra's optimisation sweepers can use it.
     return summary["best"].get("val/loss", summary["final"].get("train/loss"))
 

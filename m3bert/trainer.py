@@ -109,6 +109,7 @@ class Trainer:
 
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.best: dict[str, Any] = {}
+        self.wall_time = 0.0  # seconds spent in fit() by this run and the runs it resumes
         self.logger = None
 
     # ----------------------------------------------------------------------------------------------- state
@@ -127,6 +128,7 @@ class Trainer:
             "rng": checkpoint.rng_state(),
             "mask_generator": self.mask_generator.get_state(),
             "best": self.best,
+            "wall_time_s": self.wall_time + time.perf_counter() - self._started,
             "model_config": OmegaConf.to_container(self.cfg.model, resolve=True),
             "config": OmegaConf.to_container(self.cfg, resolve=True),
         }
@@ -147,6 +149,7 @@ class Trainer:
         self.step = state["step"]
         self.epoch, self.batch_in_epoch = state["sampler"]["epoch"], state["sampler"]["batch"]
         self.best = state["best"]
+        self.wall_time = state.get("wall_time_s", 0.0)
         checkpoint.set_rng_state(state["rng"])
         self.mask_generator.set_state(state["mask_generator"])
 
@@ -193,6 +196,7 @@ class Trainer:
     # ---------------------------------------------------------------------------------------------- train
     def fit(self) -> dict[str, Any]:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._started = time.perf_counter()
         resumed = self.resume()
         history = self.read_history(trim_after=self.step)
         if self.dist.is_main:
@@ -209,7 +213,7 @@ class Trainer:
                  self.device, self.dist.world_size)
 
         batches = self.batches()
-        started, frames_seen, timer, paused = time.perf_counter(), 0, time.perf_counter(), 0.0
+        frames_seen, timer, paused = 0, time.perf_counter(), 0.0
         window_loss, window_steps = torch.zeros((), device=self.device), 0
         progress = self._progress_bar()
         self.model.train()
@@ -247,7 +251,7 @@ class Trainer:
                 self.save()
             paused += time.perf_counter() - pause_start
         progress.close()
-        summary = self.summarize(history, time.perf_counter() - started)
+        summary = self.summarize(history, self.wall_time + time.perf_counter() - self._started)
         if self.logger is not None:
             self.logger.finish()
         return summary
