@@ -34,7 +34,8 @@ class TrainerConfig:
 
 @dataclass
 class PathsConfig:
-    data_dir: str = "data"
+    data_dir: str = "data"  # prepared features (manifests + .npy), one folder per dataset
+    audio_dir: str = "audio"  # datasets' audio as distributed, one folder per dataset
     experiments_dir: str = "experiments"
     multirun_dir: str = "multirun"
 

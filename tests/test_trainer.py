@@ -173,3 +173,16 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path):
     torch.testing.assert_close(metrics["best"]["val/loss"],
                                json.loads((tmp_path / "one/metrics.json").read_text())["best"]["val/loss"],
                                rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("precision", ["bf16", "fp16", "fp32"])
+def test_cuda_amp_trains_and_resumes(tmp_path, precision):
+    overrides = [*QUICK, "trainer.device=cuda", f"trainer.precision={precision}", "trainer.save_every=3"]
+    summary = run(make_config(*overrides, "trainer.max_steps=3"), tmp_path)
+    assert summary["precision"] == precision and summary["device"].startswith("cuda")
+    state = checkpoint.load(tmp_path / "checkpoints/step_0000003.pt")
+    assert (state["scaler"] is not None) == (precision == "fp16")  # a GradScaler only for fp16
+    summary = run(make_config(*overrides, "trainer.max_steps=6"), tmp_path)
+    assert summary["steps"] == 6 and all(torch.isfinite(torch.tensor(v)) for v in losses(tmp_path).values())

@@ -1,0 +1,1 @@
+"""Dataset adapters: the paper's datasets, as distributed, to lists of :class:`Track`."""
