@@ -24,6 +24,9 @@ class TrainerConfig:
     log_every: int = 10
     val_every: int = 1000
     val_batches: int = 50  # validation batches per evaluation (0 = the whole validation set)
+    monitor: str = "val/loss"  # validation metric that picks best.pt (and early stopping)
+    monitor_mode: str = "min"  # min | max
+    patience: int = 0  # stop after this many evaluations without improvement; 0 never stops early
     save_every: int = 1000
     keep: int = 2  # step checkpoints kept besides best.pt
     image_every: int = 1000  # reconstruction figure period; 0 disables figures

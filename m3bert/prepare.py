@@ -38,7 +38,7 @@ CLIP_POLICIES = ("first", "middle", "segments", "full")
 
 
 @dataclass
-class Clip:
+class Excerpt:
     """One manifest row to be: a stretch of a track's audio."""
 
     track: Track
@@ -49,7 +49,7 @@ class Clip:
 
 @dataclass
 class Decoded:
-    clip: Clip
+    clip: Excerpt
     audio: np.ndarray | None = None
     error: str | None = None
 
@@ -62,7 +62,7 @@ class Outcome:
     seconds: float = 0.0
 
 
-def plan_clips(tracks: list[Track], policy: str, seconds: float, min_seconds: float) -> tuple[list[Clip], list[dict]]:
+def plan_clips(tracks: list[Track], policy: str, seconds: float, min_seconds: float) -> tuple[list[Excerpt], list[dict]]:
     """Clips to extract under ``policy``, plus failures for tracks that can't give one (unreadable, too short).
 
     ``first``/``middle``: the first or middle ``seconds`` of each track; ``segments``: consecutive ``seconds``-long
@@ -81,14 +81,14 @@ def plan_clips(tracks: list[Track], policy: str, seconds: float, min_seconds: fl
         if duration < min_seconds:
             failures.append(failure(track, f"too short: {duration:.1f} s < clip.min_seconds={min_seconds:g}"))
         elif policy == "full":
-            clips.append(Clip(track, 0.0, None, f"{stem}.npy"))
+            clips.append(Excerpt(track, 0.0, None, f"{stem}.npy"))
         elif policy == "first":
-            clips.append(Clip(track, 0.0, seconds, f"{stem}.npy"))
+            clips.append(Excerpt(track, 0.0, seconds, f"{stem}.npy"))
         elif policy == "middle":
-            clips.append(Clip(track, max(0.0, (duration - seconds) / 2), seconds, f"{stem}.npy"))
+            clips.append(Excerpt(track, max(0.0, (duration - seconds) / 2), seconds, f"{stem}.npy"))
         else:
             count = max(1, math.floor(duration / seconds) + (duration % seconds >= min_seconds))
-            clips += [Clip(track, i * seconds, seconds, f"{stem}.seg{i:03d}.npy") for i in range(count)]
+            clips += [Excerpt(track, i * seconds, seconds, f"{stem}.seg{i:03d}.npy") for i in range(count)]
     return clips, failures
 
 
@@ -111,7 +111,7 @@ def assign_splits(tracks: list[Track], fractions: tuple[float, float, float], se
 class ClipAudio(Dataset):
     """Decodes clips in DataLoader workers; errors come back as values so one bad file never stops the run."""
 
-    def __init__(self, clips: list[Clip], sample_rate: int, silence_threshold: float):
+    def __init__(self, clips: list[Excerpt], sample_rate: int, silence_threshold: float):
         self.clips, self.sample_rate, self.silence_threshold = clips, sample_rate, silence_threshold
 
     def __len__(self) -> int:
@@ -143,13 +143,13 @@ def save_features(path: Path, features: np.ndarray) -> None:
     atomic_write(path, lambda handle: np.save(handle, features))
 
 
-def manifest_row(clip: Clip, frames: int, split: str, seconds: float) -> dict[str, Any]:
+def manifest_row(clip: Excerpt, frames: int, split: str, seconds: float) -> dict[str, Any]:
     return {"file_path": clip.name, "length": frames, "track_id": clip.track.track_id, "split": split,
             "audio": str(clip.track.audio), "offset_s": clip.offset_s, "duration_s": round(seconds, 3),
             **clip.track.labels}
 
 
-def extract(clips: list[Clip], splits: dict[str, str], extractor: torch.nn.Module, out: Path, *, workers: int,
+def extract(clips: list[Excerpt], splits: dict[str, str], extractor: torch.nn.Module, out: Path, *, workers: int,
             batch_size: int, silence_threshold: float, device: torch.device, progress: bool) -> Outcome:
     from tqdm import tqdm
 

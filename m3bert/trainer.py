@@ -32,6 +32,11 @@ from m3bert.optim import parameter_groups
 
 log = logging.getLogger(__name__)
 
+def _metric_name(key: str, split: str) -> str:
+    task, _, metric = key.rpartition("/")
+    return f"{task}/{split}/{metric}" if task else f"{split}/{metric}"
+
+
 # Seed offsets that keep the streams of randomness apart.
 MASK_STREAM, VAL_STREAM = 1_000_003, 2_000_003
 
@@ -109,6 +114,7 @@ class Trainer:
 
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.best: dict[str, Any] = {}
+        self.stale_evaluations = 0  # evaluations since the monitored metric last improved (early stopping)
         self.wall_time = 0.0  # seconds spent in fit() by this run and the runs it resumes
         self.logger = None
 
@@ -128,6 +134,7 @@ class Trainer:
             "rng": checkpoint.rng_state(),
             "mask_generator": self.mask_generator.get_state(),
             "best": self.best,
+            "stale_evaluations": self.stale_evaluations,
             "wall_time_s": self.wall_time + time.perf_counter() - self._started,
             "model_config": OmegaConf.to_container(self.cfg.model, resolve=True),
             "config": OmegaConf.to_container(self.cfg, resolve=True),
@@ -149,6 +156,7 @@ class Trainer:
         self.step = state["step"]
         self.epoch, self.batch_in_epoch = state["sampler"]["epoch"], state["sampler"]["batch"]
         self.best = state["best"]
+        self.stale_evaluations = state.get("stale_evaluations", 0)
         self.wall_time = state.get("wall_time_s", 0.0)
         checkpoint.set_rng_state(state["rng"])
         self.mask_generator.set_state(state["mask_generator"])
@@ -239,19 +247,29 @@ class Trainer:
             # Evaluation, figures and checkpoints don't count towards training throughput.
             pause_start = time.perf_counter()
             if self.val_set is not None and (self.step % self.tc.val_every == 0 or self.step == self.tc.max_steps):
-                val_loss = self.evaluate()
-                history.append(self.log_metrics({"val/loss": val_loss}))
-                if val_loss < self.best.get("val/loss", math.inf):
-                    self.best = {"val/loss": val_loss, "step": self.step}
+                metrics = self.evaluate(self.val_set, "val")
+                history.append(self.log_metrics(metrics))
+                if self.improved(metrics):
+                    self.best = {self.tc.monitor: metrics[self.tc.monitor], "step": self.step}
+                    self.stale_evaluations = 0
                     if self.dist.is_main:
                         checkpoint.save(self.state_dict(), self.checkpoint_dir / "best.pt")
+                else:
+                    self.stale_evaluations += 1
+                if self.tc.patience and self.stale_evaluations >= self.tc.patience:
+                    log.info("Early stop at step %d: %s has not improved for %d evaluations (best %.4g at step %d)",
+                             self.step, self.tc.monitor, self.stale_evaluations, self.best[self.tc.monitor],
+                             self.best["step"])
+                    self.save()
+                    break
             if self.tc.image_every and self.step % self.tc.image_every == 0:
                 self.log_example()
             if self.step % self.tc.save_every == 0 or self.step == self.tc.max_steps:
                 self.save()
             paused += time.perf_counter() - pause_start
         progress.close()
-        summary = self.summarize(history, self.wall_time + time.perf_counter() - self._started)
+        test_metrics = self.test()
+        summary = self.summarize(history, self.wall_time + time.perf_counter() - self._started, test_metrics)
         if self.logger is not None:
             self.logger.finish()
         return summary
@@ -267,7 +285,7 @@ class Trainer:
             sync = contextlib.nullcontext() if last or not self.dist.enabled else self.model.no_sync()
             with sync:
                 with self.autocast():
-                    out = self.model(batch.features, batch.lengths, self.mask_generator)
+                    out = self.model(batch, self.mask_generator)
                 # Normalise by the positions counted on all ranks, so N processes match one with N times the batch.
                 count = distributed.all_sum(out.count.float(), self.dist).clamp_min(1)
                 loss = out.loss_sum * self.dist.world_size / count / self.tc.grad_accum
@@ -303,26 +321,37 @@ class Trainer:
         return grad_norm
 
     @torch.no_grad()
-    def evaluate(self) -> float:
-        """Masked-reconstruction loss on the validation set, with a fixed mask seed so evaluations compare."""
+    def evaluate(self, dataset, split: str) -> dict[str, float]:
+        """The objective's metrics on ``dataset`` (every clip once across processes), named ``<split>/<metric>``
+        or, for a task's metric ``task/metric``, ``task/<split>/metric``. Masks use a fixed seed so evaluations
+        compare."""
         self.model.eval()
-        rows = shard(len(self.val_set), self.dist.world_size, self.dist.rank)
-        loader = DataLoader(Subset(self.val_set, rows), batch_size=self.tc.batch_size, collate_fn=collate,
+        rows = shard(len(dataset), self.dist.world_size, self.dist.rank)
+        loader = DataLoader(Subset(dataset, rows), batch_size=self.tc.batch_size, collate_fn=collate,
                             num_workers=self.tc.num_workers)
         generator = torch.Generator(self.device).manual_seed(self.cfg.seed * VAL_STREAM + self.dist.rank)
-        loss_sum = torch.zeros((), device=self.device)
-        count = torch.zeros((), device=self.device)
+        parts: dict[str, list[torch.Tensor]] = {}
         for i, batch in enumerate(loader):
-            if self.tc.val_batches and i >= self.tc.val_batches:
+            if split == "val" and self.tc.val_batches and i >= self.tc.val_batches:
                 break
-            batch = batch.to(self.device)
             with self.autocast():
-                out = self.module(batch.features, batch.lengths, generator)
-            loss_sum += out.loss_sum.float()
-            count += out.count
+                for key, value in self.module.eval_batch(batch.to(self.device), generator).items():
+                    parts.setdefault(key, []).append(value.detach().float().cpu())
         self.model.train()
-        total = distributed.all_sum(torch.stack([loss_sum, count]), self.dist)
-        return (total[0] / total[1].clamp_min(1)).item()
+        state = {key: torch.cat(values) for key, values in parts.items()}
+        if self.dist.enabled:
+            gathered = [None] * self.dist.world_size
+            torch.distributed.all_gather_object(gathered, state)
+            state = {key: torch.cat([g[key] for g in gathered]) for key in state}
+        metrics = self.module.eval_metrics(state)
+        return {_metric_name(key, split): value for key, value in metrics.items()}
+
+    def improved(self, metrics: dict[str, float]) -> bool:
+        value = metrics.get(self.tc.monitor)
+        if value is None:
+            raise KeyError(f"trainer.monitor={self.tc.monitor} is not among the validation metrics {sorted(metrics)}")
+        best = self.best.get(self.tc.monitor)
+        return best is None or (value < best if self.tc.monitor_mode == "min" else value > best)
 
     # -------------------------------------------------------------------------------------------- logging
     @property
@@ -347,7 +376,7 @@ class Trainer:
         generator = torch.Generator(self.device).manual_seed(self.cfg.seed)
         self.module.eval()
         with self.autocast():
-            example = example_fn(batch.features, batch.lengths, generator)
+            example = example_fn(batch, generator)
         self.module.train()
         fig = reconstruction_figure(example, title=f"{self.cfg.name}, step {self.step}")
         path = self.run_dir / "figures" / f"reconstruction_step{self.step:07d}.png"
@@ -374,7 +403,21 @@ class Trainer:
         return tqdm(total=self.tc.max_steps, initial=min(self.step, self.tc.max_steps), desc=self.cfg.name,
                     unit="step", dynamic_ncols=True, disable=not (self.tc.progress and self.dist.is_main))
 
-    def summarize(self, history: list[dict[str, Any]], wall_time: float) -> dict[str, Any]:
+    def test(self) -> dict[str, float]:
+        """Metrics on the test split with the best-on-validation weights (the last ones if there is no best)."""
+        if self.cfg.dataset.get("test") is None:
+            return {}
+        test_set = instantiate(self.cfg.dataset.test)
+        best = self.checkpoint_dir / "best.pt"
+        if best.exists():
+            self.module.load_state_dict(checkpoint.load(best, map_location=self.device)["model"])
+        metrics = self.evaluate(test_set, "test")
+        self.log_metrics(metrics)
+        log.info("Test (weights of step %s): %s", self.best.get("step", self.step),
+                 ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        return metrics
+
+    def summarize(self, history: list[dict[str, Any]], wall_time: float, test: dict[str, float]) -> dict[str, Any]:
         """metrics.json: final and best values, throughput, steps, wall time and the code's git commit."""
         final: dict[str, float] = {}
         for row in history:
@@ -385,6 +428,7 @@ class Trainer:
             "steps": self.step,
             "final": final,
             "best": self.best,
+            "test": test,
             "frames_per_s": sum(throughput) / len(throughput) if throughput else None,
             "wall_time_s": wall_time,
             "precision": self.precision.name,

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from m3bert.data import Batch
 from m3bert.masking import Masker
 from m3bert.models import M3BERT, M3BERTConfig, MaskedReconstruction
 
@@ -67,8 +68,8 @@ def test_state_dict_round_trip_gives_identical_outputs(tmp_path):
     clone = MaskedReconstruction(cfg, Masker(0.15, frames={})).eval()
     clone.load_state_dict(torch.load(tmp_path / "model.pt"))
     x, lengths = torch.randn(2, 15, 12), torch.tensor([15, 8])
-    out_a = model(x, lengths, torch.Generator().manual_seed(3))
-    out_b = clone(x, lengths, torch.Generator().manual_seed(3))
+    out_a = model(Batch(x, lengths, torch.arange(2)), torch.Generator().manual_seed(3))
+    out_b = clone(Batch(x, lengths, torch.arange(2)), torch.Generator().manual_seed(3))
     assert torch.equal(out_a.loss_sum, out_b.loss_sum)
 
 
@@ -76,7 +77,7 @@ def test_loss_covers_exactly_the_masked_positions():
     cfg = M3BERTConfig(**TINY)
     model = MaskedReconstruction(cfg, Masker(0.3, frames={})).eval()
     x, lengths = torch.randn(2, 30, 12), torch.tensor([30, 20])
-    out = model(x, lengths, torch.Generator().manual_seed(0))
+    out = model(Batch(x, lengths, torch.arange(2)), torch.Generator().manual_seed(0))
     masked = model.masker(x, lengths, torch.Generator().manual_seed(0))
     prediction = model.reconstruct(masked, lengths)
     error = torch.nn.functional.huber_loss(prediction, x, reduction="none")

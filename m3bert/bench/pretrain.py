@@ -12,8 +12,9 @@ from statistics import median
 import torch
 from torch import nn
 
+from m3bert.data import Batch
 from m3bert.masking import Masker
-from m3bert.models import M3BERTConfig, MaskedReconstruction, ReconstructionHead
+from m3bert.models import M3BERTConfig, MaskedReconstruction, ReconstructionHead, StepOutput
 
 # Peak dense bf16 throughput, for model-FLOPs utilisation on GPUs we know.
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
@@ -37,24 +38,26 @@ class BertReference(nn.Module):
         self.head = ReconstructionHead(cfg)
         self.masker = masker
 
-    def forward(self, features, lengths, generator):
+    def forward(self, batch: Batch, generator: torch.Generator):
+        features, lengths = batch.features, batch.lengths
         masked = self.masker(features, lengths, generator)
         attention_mask = (torch.arange(features.shape[1])[None, :] < lengths[:, None]).long()
         hidden = self.bert(inputs_embeds=self.projection(masked.inputs), attention_mask=attention_mask)
         prediction = self.head(hidden.last_hidden_state, features.shape[1])
         error = nn.functional.huber_loss(prediction, features, reduction="none")
-        return (error * masked.mask).sum(), masked.mask.sum()
+        return StepOutput((error * masked.mask).sum(), masked.mask.sum(), {})
 
 
-def _step(model, optimizer, features, lengths, generator, dtype):
+def _step(model, optimizer, batch, generator, dtype):
     start = time.perf_counter()
-    with torch.autocast(features.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-        out = model(features, lengths, generator)
-    loss = out[0] / out[1]
+    device = batch.features.device
+    with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        out = model(batch, generator)
+    loss = out.loss_sum / out.count
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    if features.device.type == "cuda":
+    if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
 
@@ -79,6 +82,7 @@ def compare_cpu(layers: int = 3, batch: int = 8, frames: int = 512, steps: int =
     masker = Masker(0.15, frames={}, channels={"channel_range": (52, 324)})
     features = torch.randn(batch, frames, cfg.input_dim)
     lengths = torch.full((batch,), frames)
+    clips = Batch(features, lengths, torch.arange(batch))
     ours = MaskedReconstruction(cfg, masker)
     reference = BertReference(cfg, masker)
     precisions = {"fp32": None}
@@ -89,10 +93,10 @@ def compare_cpu(layers: int = 3, batch: int = 8, frames: int = 512, steps: int =
     optimizers = {name: torch.optim.AdamW(model.parameters(), lr=1e-4) for name, model, _ in runs}
     generator = torch.Generator().manual_seed(0)
     for _, (name, model, dtype) in zip(range(len(runs)), runs):  # warm-up
-        _step(model, optimizers[name], features, lengths, generator, dtype)
+        _step(model, optimizers[name], clips, generator, dtype)
     for _ in range(steps):  # interleaved, so background load hits every variant alike
         for name, model, dtype in runs:
-            times[name].append(_step(model, optimizers[name], features, lengths, generator, dtype))
+            times[name].append(_step(model, optimizers[name], clips, generator, dtype))
     frames_per_s = {name: batch * frames / median(t) for name, t in times.items()}
 
     # Host-side preparation per batch: masking and the positional-encoding lookup.
@@ -127,11 +131,11 @@ def gpu(frames: int = 1292, batch: int = 16, steps: int = 10) -> dict:
     model = MaskedReconstruction(cfg, Masker(0.15, frames={}, channels={"channel_range": (52, 324)})).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     features = torch.randn(batch, frames, cfg.input_dim, device=device)
-    lengths = torch.full((batch,), frames, device=device)
+    clips = Batch(features, torch.full((batch,), frames, device=device), torch.arange(batch, device=device))
     generator = torch.Generator(device).manual_seed(0)
     for _ in range(3):
-        _step(model, optimizer, features, lengths, generator, torch.bfloat16)
-    times = [_step(model, optimizer, features, lengths, generator, torch.bfloat16) for _ in range(steps)]
+        _step(model, optimizer, clips, generator, torch.bfloat16)
+    times = [_step(model, optimizer, clips, generator, torch.bfloat16) for _ in range(steps)]
     step = median(times)
     name = torch.cuda.get_device_name()
     peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)

@@ -25,23 +25,35 @@ class ManifestError(ValueError):
 class Clip(NamedTuple):
     features: torch.Tensor  # (frames, feature_dim) float32
     index: int  # row in the manifest
+    labels: dict[str, torch.Tensor] = {}  # per-clip targets, each of a fixed shape per key
 
 
 class Batch(NamedTuple):
     features: torch.Tensor  # (batch, frames, feature_dim), zero-padded
     lengths: torch.Tensor  # (batch,) valid frames per clip
     indices: torch.Tensor  # (batch,) manifest rows
+    labels: dict[str, torch.Tensor] = {}  # key -> (batch, ...) targets, zero where a clip has none
+    present: dict[str, torch.Tensor] = {}  # key -> (batch,) bool, whether each clip carries that label
 
     def to(self, device: torch.device | str) -> "Batch":
-        return Batch(*(t.to(device, non_blocking=True) for t in self))
+        move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
+        return Batch(move(self.features), move(self.lengths), move(self.indices),
+                     {k: move(v) for k, v in self.labels.items()}, {k: move(v) for k, v in self.present.items()})
 
 
 def collate(clips: list[Clip]) -> Batch:
+    """Pad clips to the longest and stack their labels; a label missing from a clip is zero-filled and marked
+    absent in ``present`` (clips of several datasets, each labelled for its own task, share batches)."""
     lengths = torch.tensor([c.features.shape[0] for c in clips])
     features = torch.zeros(len(clips), int(lengths.max()), clips[0].features.shape[1])
     for row, clip in enumerate(clips):
         features[row, : clip.features.shape[0]] = clip.features
-    return Batch(features, lengths, torch.tensor([c.index for c in clips]))
+    labels, present = {}, {}
+    for key in dict.fromkeys(k for c in clips for k in c.labels):
+        example = next(c.labels[key] for c in clips if key in c.labels)
+        present[key] = torch.tensor([key in c.labels for c in clips])
+        labels[key] = torch.stack([c.labels.get(key, torch.zeros_like(example)) for c in clips])
+    return Batch(features, lengths, torch.tensor([c.index for c in clips]), labels, present)
 
 
 def crop_start(length: int, max_frames: int | None, mode: str, key: tuple[int, ...]) -> int:

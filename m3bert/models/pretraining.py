@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from m3bert.data import Batch
 from m3bert.masking import MaskedInput, Masker
 from m3bert.models.encoder import M3BERT, M3BERTConfig, unstack_frames
 
@@ -40,8 +41,8 @@ class ReconstructionHead(nn.Module):
 class MaskedReconstruction(nn.Module):
     """Encoder + reconstruction head trained to restore the features at masked positions.
 
-    forward(features (batch, frames, dim), lengths (batch,), generator) -> StepOutput, the loss summed over masked
-    positions (Huber by default, or L1).
+    forward(batch, generator) -> StepOutput: the loss summed over masked positions of ``batch.features``
+    (batch, frames, dim) (Huber by default, or L1), with their count.
     """
 
     def __init__(self, model: M3BERTConfig, masker: Masker, loss: str = "huber", huber_delta: float = 1.0):
@@ -56,7 +57,8 @@ class MaskedReconstruction(nn.Module):
         hidden = self.encoder(masked.inputs, lengths).last_hidden_state
         return self.head(hidden, masked.inputs.shape[1])
 
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator) -> StepOutput:
+    def forward(self, batch: Batch, generator: torch.Generator) -> StepOutput:
+        features, lengths = batch.features, batch.lengths
         masked = self.masker(features, lengths, generator)
         prediction = self.reconstruct(masked, lengths).float()
         if self.loss == "huber":
@@ -68,10 +70,21 @@ class MaskedReconstruction(nn.Module):
         return StepOutput((error * mask).sum(), count, {"masked_fraction": count / mask.numel()})
 
     @torch.no_grad()
-    def example(self, features: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator) -> dict:
+    def eval_batch(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Per-batch sums that :meth:`eval_metrics` combines over every batch and process."""
+        out = self(batch, generator)
+        return {"loss_sum": out.loss_sum.float().reshape(1), "count": out.count.float().reshape(1)}
+
+    @staticmethod
+    def eval_metrics(state: dict[str, torch.Tensor]) -> dict[str, float]:
+        return {"loss": (state["loss_sum"].sum() / state["count"].sum().clamp_min(1)).item()}
+
+    @torch.no_grad()
+    def example(self, batch: Batch, generator: torch.Generator) -> dict:
         """Original, masked input and reconstruction of the first clip, each (frames, dim), for diagnostic plots."""
-        masked = self.masker(features[:1], lengths[:1], generator)
-        prediction = self.reconstruct(masked, lengths[:1])
+        features, lengths = batch.features[:1], batch.lengths[:1]
+        masked = self.masker(features, lengths, generator)
+        prediction = self.reconstruct(masked, lengths)
         n = int(lengths[0])
         return {
             "original": features[0, :n].float().cpu(),

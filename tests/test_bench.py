@@ -1,0 +1,17 @@
+import pytest
+
+from m3bert.bench import pretrain
+
+
+def test_pretraining_benchmark_runs_on_a_tiny_shape():
+    pytest.importorskip("transformers", reason="the reference model needs the bench extra: pip install -e .[bench]")
+    result = pretrain.compare_cpu(layers=1, batch=2, frames=32, steps=1)
+    assert result["frames_per_s"]["m3bert_fp32"] > 0 and result["frames_per_s"]["reference_fp32"] > 0
+    assert 0 < result["host_prep_share_of_step"] < 1
+
+
+def test_training_flops_count_matmuls():
+    cfg = pretrain.M3BERTConfig(input_dim=4, hidden_size=8, num_layers=1, num_heads=2, ffn_size=16)
+    per_token = 2 * (4 * 64 + 2 * 8 * 16 + 4 * 8 + 64 + 8 * 4)
+    attention = 2 * 2 * 1 * 3 * 10 * 10 * 8
+    assert pretrain.training_flops(cfg, batch=3, frames=10) == 3 * (per_token * 30 + attention)
