@@ -7,13 +7,20 @@ import torch
 from torch import nn
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on matrices only: biases and LayerNorm weights (1-d tensors) are excluded, as in BERT."""
-    decay, no_decay = [], []
-    for param in model.parameters():
+def parameter_groups(model: nn.Module, weight_decay: float, lr: float) -> list[dict]:
+    """Weight decay on matrices only: biases and LayerNorm weights (1-d tensors) are excluded, as in BERT.
+
+    A model may scale the learning rate of some submodules with an ``lr_scales`` attribute,
+    ``{parameter-name prefix: factor}`` (a fine-tuned encoder learns slower than fresh heads).
+    """
+    scales = getattr(model, "lr_scales", {})
+    groups: dict[tuple[float, bool], list] = {}
+    for name, param in model.named_parameters():
         if param.requires_grad:
-            (decay if param.ndim >= 2 else no_decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            scale = next((f for prefix, f in scales.items() if name.startswith(prefix)), 1.0)
+            groups.setdefault((scale, param.ndim >= 2), []).append(param)
+    return [{"params": params, "lr": lr * scale, "weight_decay": weight_decay if decay else 0.0}
+            for (scale, decay), params in groups.items()]
 
 
 def linear_warmup_decay(

@@ -97,18 +97,20 @@ class Trainer:
         self.train_set = instantiate(cfg.dataset.train)
         self.val_set = instantiate(cfg.dataset.val) if cfg.dataset.get("val") is not None else None
         self.sampler = EpochSampler(len(self.train_set), self.tc.batch_size, self.dist.world_size, self.dist.rank,
-                                    seed=cfg.seed)
+                                    seed=cfg.seed, weights=getattr(self.train_set, "sampling_weights", None))
 
-        model_cfg = OmegaConf.to_object(cfg.model)
-        self.module = instantiate(cfg.objective, model=model_cfg, masker=instantiate(cfg.masking)).to(self.device)
-        self.optimizer = instantiate(cfg.optimizer)(parameter_groups(self.module, cfg.optimizer.weight_decay))
+        self.module = instantiate(cfg.objective, _convert_="all").to(self.device)
+        self.optimizer = instantiate(cfg.optimizer)(
+            parameter_groups(self.module, cfg.optimizer.weight_decay, cfg.optimizer.lr))
         self.scheduler = instantiate(cfg.scheduler)(self.optimizer)
         self.model = self.module
         if self.tc.compile:
             self.model = torch.compile(self.model)
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.model = DistributedDataParallel(self.model, device_ids=ids)
+            # Multi-task batches may leave some heads unused; DDP must then look for unused parameters.
+            self.model = DistributedDataParallel(
+                self.model, device_ids=ids, find_unused_parameters=getattr(self.module, "has_unused_parameters", False))
         # Masking draws from its own generator on the batch's device, so its state is saved and restored exactly.
         self.mask_generator = torch.Generator(self.device).manual_seed(cfg.seed * MASK_STREAM + self.dist.rank)
 
@@ -342,7 +344,8 @@ class Trainer:
         if self.dist.enabled:
             gathered = [None] * self.dist.world_size
             torch.distributed.all_gather_object(gathered, state)
-            state = {key: torch.cat([g[key] for g in gathered]) for key in state}
+            keys = dict.fromkeys(k for g in gathered for k in g)  # a rank's shard may lack some task's clips
+            state = {key: torch.cat([g[key] for g in gathered if key in g]) for key in keys}
         metrics = self.module.eval_metrics(state)
         return {_metric_name(key, split): value for key, value in metrics.items()}
 

@@ -3,7 +3,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from conftest import CONF, TINY, make_config
+from conftest import CONF, TINY, make_config, task_overrides
 from m3bert.train import run
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
@@ -14,13 +14,17 @@ FEW_STEPS = [*TINY, "dataset=random", "trainer.max_steps=3", "trainer.batch_size
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_experiment_composes_and_runs(experiment, tmp_path):
+def test_every_experiment_composes_and_runs(experiment, tmp_path, pretrained):
     cfg = make_config(f"+experiment={experiment}", *FEW_STEPS)
+    if "tasks" in cfg:  # fine-tuning recipes: generated task data, the tiny pre-trained encoder
+        overrides = [*FEW_STEPS, "dataset=tasks", *task_overrides(cfg, tmp_path / "data"),
+                     f"encoder.checkpoint={pretrained}"]
+        cfg = make_config(f"+experiment={experiment}", *overrides)
     assert cfg.name  # every recipe names its runs
-    summary = run(cfg, tmp_path)
+    summary = run(cfg, tmp_path / "run")
     assert summary["steps"] == 3
-    assert summary["final"]["train/loss"] > 0 and "val/loss" in summary["best"]
-    assert (tmp_path / "checkpoints" / "step_0000003.pt").exists()
+    assert summary["final"]["train/loss"] > 0 and cfg.trainer.monitor in summary["best"]
+    assert (tmp_path / "run" / "checkpoints" / "step_0000003.pt").exists()
 
 
 def test_experiments_keep_their_recipe():

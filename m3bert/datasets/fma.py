@@ -46,7 +46,7 @@ def tracks(root: str | Path, subset: str = "small") -> list[Track]:
     table = read_tracks(root / "fma_metadata" / "tracks.csv")
     table = table[table["subset"].isin(SUBSETS[subset])]
 
-    rows = {f"{track_id:06d}": row for track_id, row in zip(table.index, table.itertuples(index=False))}
+    rows = {f"{track_id:06d}": row for track_id, row in zip(table.index, table.itertuples(index=False), strict=True)}
     if len(rows) < len(table):
         raise DatasetLayoutError(f"{root / 'fma_metadata' / 'tracks.csv'}: some track ids appear twice")
     present = keep_present({i: audio_dir / i[:3] / f"{i}.mp3" for i in rows}, audio_dir, log)
@@ -68,7 +68,7 @@ def read_tracks(path: Path) -> pd.DataFrame:
     with open(path, encoding="utf-8", newline="") as handle:
         rows = csv.reader(handle)
         groups, names, index_row = next(rows, []), next(rows, []), next(rows, [])
-    header = list(zip(groups, names))
+    header = list(zip(groups, names, strict=False))  # a short row just lacks columns
     if not index_row or index_row[0] != "track_id":
         raise DatasetLayoutError(f"{path}: expected two header rows then a 'track_id' row, as in fma_metadata.zip")
     positions = {}

@@ -15,8 +15,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from m3bert.datasets.base import (AUDIO_SUFFIXES, DatasetLayoutError, Track, audio_files, check_unique, relative_id,
-                                  require)
+from m3bert.datasets.base import (
+    AUDIO_SUFFIXES,
+    DatasetLayoutError,
+    Track,
+    audio_files,
+    check_unique,
+    relative_id,
+    require,
+)
 
 # The string-valued labels of the convention in base.py; a folder name can't be a number or a tag list.
 PARENT_LABELS = ("genre", "style", "instrument")

@@ -65,7 +65,7 @@ def random_split(tracks: Iterable[Track], fractions: Sequence[float] = DEFAULT_F
         # A string seed is hashed with SHA-512 by `random`, so it is stable across runs and Python versions.
         random.Random(f"{seed}/{key}").shuffle(members)
         start = 0
-        for split, count in zip(SPLITS, allocate(len(members), fractions)):
+        for split, count in zip(SPLITS, allocate(len(members), fractions), strict=True):
             out += [dataclasses.replace(track, split=split) for track in members[start:start + count]]
             start += count
     return sorted(out, key=lambda t: t.track_id)

@@ -40,7 +40,7 @@ class SpectralConfig:
         return self.n_fft // 2 + 1
 
 
-def _blocks(sizes: "list[tuple[str, int]]") -> "OrderedDict[str, slice]":
+def _blocks(sizes: list[tuple[str, int]]) -> OrderedDict[str, slice]:
     out, start = OrderedDict(), 0
     for name, size in sizes:
         out[name] = slice(start, start + size)
@@ -49,7 +49,5 @@ def _blocks(sizes: "list[tuple[str, int]]") -> "OrderedDict[str, slice]":
 
 
 # Column layout of the 324-dim feature set; analysis code labels columns with it.
-M3BERT_BLOCKS = _blocks(
-    [("chroma", 12), ("mfcc", 20), ("delta_mfcc", 20), ("log_mel", 128), ("log_cqt_chroma", 144)]
-)
+M3BERT_BLOCKS = _blocks([("chroma", 12), ("mfcc", 20), ("delta_mfcc", 20), ("log_mel", 128), ("log_cqt_chroma", 144)])
 LOGMEL_BLOCKS = _blocks([("log_mel", 128)])

@@ -23,7 +23,10 @@ def cmvn(features: torch.Tensor, frame_lengths: torch.Tensor | None = None, eps:
         raise ValueError(f"cmvn needs at least one valid frame per clip, got frame_lengths={frame_lengths.tolist()}")
     mask = (torch.arange(n_frames, device=features.device)[None, :] < frame_lengths[:, None])[..., None]
     count = frame_lengths.to(features.dtype).view(batch, 1, 1)
-    x = features.masked_fill(~mask, 0.0)
+    # Statistics of x - x[first frame]: the same mean-free result, but a constant dimension becomes exact
+    # zeros, where a float32 mean of e.g. -1131 (the MFCC-0 of silence) would leave ~1e-4 residues that the
+    # epsilon then scales up to O(1). It also helps whenever a dimension's spread is small next to its offset.
+    x = (features - features[:, :1]).masked_fill(~mask, 0.0)
     mean = x.sum(dim=1, keepdim=True) / count
     # Two passes (mean, then centred squares) rather than E[x^2] - E[x]^2, which cancels badly in float32.
     centred = (x - mean).masked_fill(~mask, 0.0)

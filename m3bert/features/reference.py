@@ -15,6 +15,8 @@ import numpy as np
 
 from m3bert.features.config import M3BERT_BLOCKS, SpectralConfig
 
+DEFAULT = SpectralConfig()
+
 
 def _librosa():
     try:
@@ -26,7 +28,7 @@ def _librosa():
     return librosa
 
 
-def reference_blocks(y: np.ndarray, cfg: SpectralConfig = SpectralConfig()) -> "OrderedDict[str, np.ndarray]":
+def reference_blocks(y: np.ndarray, cfg: SpectralConfig = DEFAULT) -> OrderedDict[str, np.ndarray]:
     """The five M3BERT blocks before normalisation, computed with librosa.
 
     Args:
@@ -64,7 +66,7 @@ def reference_blocks(y: np.ndarray, cfg: SpectralConfig = SpectralConfig()) -> "
     return out
 
 
-def reference_tuning(y: np.ndarray, cfg: SpectralConfig = SpectralConfig()) -> tuple[float, float]:
+def reference_tuning(y: np.ndarray, cfg: SpectralConfig = DEFAULT) -> tuple[float, float]:
     """librosa's tuning estimates for the two chroma blocks: ``(stft_chroma, cqt_chroma)``, in fractions of a bin."""
     librosa = _librosa()
     y = np.asarray(y, dtype=np.float32)
@@ -89,7 +91,7 @@ def reference_cmvn(x: np.ndarray, eps: float = 1e-8) -> np.ndarray:
     return ((x - mean) / np.sqrt(var + eps)).astype(np.float32)
 
 
-def reference_features(y: np.ndarray, name: str = "m3bert324", cfg: SpectralConfig = SpectralConfig()) -> np.ndarray:
+def reference_features(y: np.ndarray, name: str = "m3bert324", cfg: SpectralConfig = DEFAULT) -> np.ndarray:
     """Normalised features of one clip, ``(frames, feature_dim)``, for the feature set ``name``."""
     if name == "m3bert324":
         blocks = reference_blocks(y, cfg)

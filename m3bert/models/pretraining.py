@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Mapping, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -45,8 +45,9 @@ class MaskedReconstruction(nn.Module):
     (batch, frames, dim) (Huber by default, or L1), with their count.
     """
 
-    def __init__(self, model: M3BERTConfig, masker: Masker, loss: str = "huber", huber_delta: float = 1.0):
+    def __init__(self, model: M3BERTConfig | Mapping, masker: Masker, loss: str = "huber", huber_delta: float = 1.0):
         super().__init__()
+        model = model if isinstance(model, M3BERTConfig) else M3BERTConfig(**model)
         if loss not in ("huber", "l1"):
             raise ValueError(f"objective.loss must be huber or l1, got {loss!r}")
         self.encoder = M3BERT(model)

@@ -1,0 +1,116 @@
+import json
+import math
+
+import pytest
+import torch
+
+from conftest import TINY, make_config, write_task_data
+from m3bert import checkpoint
+from m3bert.data import collate
+from m3bert.tasks import MultiTaskDataset, MultiTaskModel, resolve_task
+from m3bert.train import run
+
+TINY_MODEL = dict(input_dim=324, hidden_size=32, num_layers=2, num_heads=4, ffn_size=64, dropout=0.0,
+                  max_positions=256)
+
+
+@pytest.fixture
+def two_tasks(tmp_path):
+    return {
+        "genre": {"type": "multiclass", "root": str(write_task_data(tmp_path / "g", "multiclass", "genre")),
+                  "label": "genre"},
+        "emotion": {"type": "regression", "label": ["arousal", "valence"],
+                    "root": str(write_task_data(tmp_path / "e", "regression", ["arousal", "valence"], seed=1))},
+    }
+
+
+def test_tasks_encode_labels_from_the_training_vocabulary(tmp_path):
+    root = write_task_data(tmp_path, "multilabel", "tags")
+    task = resolve_task("tags", {"type": "multilabel", "root": str(root), "label": "tags"})
+    assert task.classes == ("a", "b", "c", "x") and task.primary_metric == "roc_auc"
+    assert task.encode({"tags": "b/x"}).tolist() == [0.0, 1.0, 0.0, 1.0]
+    assert task.encode({"tags": float("nan")}) is None
+    with pytest.raises(ValueError, match="needs label column"):
+        resolve_task("bad", {"type": "multiclass", "root": str(root), "label": "genre"})
+
+
+def test_multitask_batches_mark_which_clips_carry_which_labels(two_tasks):
+    data = MultiTaskDataset(two_tasks, "train", feature_dim=324, max_frames=32)
+    assert len(data) == 48 and data.locate(30) == (1, 6)
+    batch = collate([data[0], data[30]])
+    assert batch.present["genre"].tolist() == [True, False]
+    assert batch.present["emotion"].tolist() == [False, True]
+    assert batch.labels["emotion"].shape == (2, 2) and batch.labels["emotion"][0].abs().sum() == 0
+    even = MultiTaskDataset(two_tasks, "train", feature_dim=324, temperature=1e6).sampling_weights
+    torch.testing.assert_close(even[:24].sum(), even[24:].sum())
+
+
+def test_a_clip_without_a_label_gives_its_head_exactly_zero_gradient(two_tasks):
+    model = MultiTaskModel(two_tasks, TINY_MODEL, {"mode": "scratch"}, feature_dim=324)
+    data = MultiTaskDataset(two_tasks, "train", feature_dim=324, max_frames=32)
+    out = model(collate([data[i] for i in range(4)]))  # genre clips only
+    out.loss_sum.backward()
+    assert all(p.grad is None or p.grad.abs().max() == 0 for p in model.heads["emotion"].parameters())
+    assert any(p.grad is not None and p.grad.abs().max() > 0 for p in model.heads["genre"].parameters())
+    torch.testing.assert_close(out.loss_sum, out.logs["genre_loss"])
+
+
+def test_frozen_encoder_stays_bit_identical(tmp_path, two_tasks, pretrained):
+    overrides = [*TINY, "+experiment=finetune_mtl", "dataset.max_frames=32", "trainer.max_steps=6",
+                 "trainer.batch_size=8", "trainer.val_every=3", f"encoder.checkpoint={pretrained}"]
+    overrides += ["tasks=[gtzan]", f"tasks.gtzan.root={two_tasks['genre']['root']}"]
+    run(make_config(*overrides), tmp_path / "frozen")
+    before = checkpoint.load(pretrained / "checkpoints/best.pt")["model"]
+    after = checkpoint.load(tmp_path / "frozen/checkpoints/step_0000006.pt")["model"]
+    encoder_keys = [k for k in after if k.startswith("encoder.")]
+    assert encoder_keys and all(torch.equal(after[k], before[k]) for k in encoder_keys)
+    # ... while fine-tuning moves it.
+    run(make_config(*overrides, "encoder.mode=finetune"), tmp_path / "tuned")
+    tuned = checkpoint.load(tmp_path / "tuned/checkpoints/step_0000006.pt")["model"]
+    assert any(not torch.equal(tuned[k], before[k]) for k in encoder_keys)
+
+
+@pytest.mark.parametrize("mode", ["scratch", "baseline"])
+def test_learnable_signal_is_learned_and_shuffled_labels_are_not(tmp_path, mode):
+    def test_metrics(shuffle):
+        root = write_task_data(tmp_path / f"data{shuffle}", "multiclass", "genre", clips=96, shuffle=shuffle,
+                               num_classes=6)
+        summary = run(make_config(
+            *TINY, "+experiment=finetune_gtzan", f"encoder.mode={mode}", f"tasks.gtzan.root={root}",
+            "dataset.max_frames=32", "trainer.max_steps=60", "trainer.batch_size=12", "trainer.val_every=20",
+            "optimizer.lr=3e-3", "scheduler.warmup_steps=5"), tmp_path / f"run{shuffle}")
+        return summary["test"]
+
+    learned, shuffled = test_metrics(shuffle=False), test_metrics(shuffle=True)
+    assert learned["gtzan/test/accuracy"] >= 0.9
+    # Six classes: chance is 1/6, and the loss stays near that of a uniform guess, ln 6 = 1.79.
+    assert shuffled["gtzan/test/accuracy"] <= 0.4
+    assert shuffled["gtzan/test/loss"] > 0.8 * math.log(6) > learned["gtzan/test/loss"]
+
+
+def test_metrics_and_best_checkpoint_selection(tmp_path, two_tasks, pretrained):
+    overrides = [*TINY, "+experiment=finetune_mtl", "dataset.max_frames=32", "trainer.max_steps=4",
+                 "trainer.batch_size=8", "trainer.val_every=2", f"encoder.checkpoint={pretrained}",
+                 "tasks=[gtzan,deam]", f"tasks.gtzan.root={two_tasks['genre']['root']}",
+                 f"tasks.deam.root={two_tasks['emotion']['root']}", "objective.loss_weighting=uncertainty"]
+    summary = run(make_config(*overrides), tmp_path)
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("gtzan/test/accuracy", "gtzan/test/macro_f1", "deam/test/r2_arousal", "deam/test/r2_valence",
+                "test/score"):
+        assert key in on_disk["test"]
+    assert on_disk["best"]["step"] in (2, 4) and "val/score" in on_disk["best"]
+    assert summary["test"]["test/score"] == pytest.approx(
+        (summary["test"]["gtzan/test/accuracy"] + summary["test"]["deam/test/r2"]) / 2)
+
+
+def test_encoder_checkpoint_errors_are_clear(tmp_path, two_tasks):
+    with pytest.raises(ValueError, match="needs encoder.checkpoint"):
+        MultiTaskModel(two_tasks, TINY_MODEL, {"mode": "frozen"}, feature_dim=324)
+    with pytest.raises(FileNotFoundError, match="no checkpoint file there"):
+        MultiTaskModel(two_tasks, TINY_MODEL, {"mode": "frozen", "checkpoint": str(tmp_path / "nowhere")},
+                       feature_dim=324)
+
+
+def test_encoder_input_must_match_the_task_features(two_tasks, pretrained):
+    with pytest.raises(ValueError, match="324-dim features but the task data has 128"):
+        MultiTaskModel(two_tasks, TINY_MODEL, {"mode": "frozen", "checkpoint": str(pretrained)}, feature_dim=128)
