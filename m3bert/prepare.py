@@ -29,8 +29,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
+import m3bert.config  # noqa: F401  (registers the typed schemas before Hydra composes)
 from m3bert.checkpoint import atomic_write, write_json
 from m3bert.datasets.base import SPLITS, Track
+from m3bert.datasets.splits import random_split
 from m3bert.features import AudioError, audio_info, load_audio
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ class Excerpt:
     offset_s: float
     duration_s: float | None  # None: to the end of the file
     name: str  # feature file, relative to <out>
+    seconds: float  # length of the excerpt, from the file's header
 
 
 @dataclass
@@ -81,14 +84,16 @@ def plan_clips(tracks: list[Track], policy: str, seconds: float, min_seconds: fl
         if duration < min_seconds:
             failures.append(failure(track, f"too short: {duration:.1f} s < clip.min_seconds={min_seconds:g}"))
         elif policy == "full":
-            clips.append(Excerpt(track, 0.0, None, f"{stem}.npy"))
+            clips.append(Excerpt(track, 0.0, None, f"{stem}.npy", duration))
         elif policy == "first":
-            clips.append(Excerpt(track, 0.0, seconds, f"{stem}.npy"))
+            clips.append(Excerpt(track, 0.0, seconds, f"{stem}.npy", min(seconds, duration)))
         elif policy == "middle":
-            clips.append(Excerpt(track, max(0.0, (duration - seconds) / 2), seconds, f"{stem}.npy"))
+            clips.append(Excerpt(track, max(0.0, (duration - seconds) / 2), seconds, f"{stem}.npy",
+                                 min(seconds, duration)))
         else:
             count = max(1, math.floor(duration / seconds) + (duration % seconds >= min_seconds))
-            clips += [Excerpt(track, i * seconds, seconds, f"{stem}.seg{i:03d}.npy") for i in range(count)]
+            clips += [Excerpt(track, i * seconds, seconds, f"{stem}.seg{i:03d}.npy",
+                              min(seconds, duration - i * seconds)) for i in range(count)]
     return clips, failures
 
 
@@ -96,15 +101,10 @@ def failure(track: Track, reason: str) -> dict:
     return {"track_id": track.track_id, "audio": str(track.audio), "reason": reason}
 
 
-def assign_splits(tracks: list[Track], fractions: tuple[float, float, float], seed: int) -> dict[str, str]:
+def assign_splits(tracks: list[Track], fractions, seed: int) -> dict[str, str]:
     """track id -> split: the official split where the dataset has one, else a seeded random one by track, so all
     segments of a track land in the same split."""
-    if abs(sum(fractions) - 1.0) > 1e-6:
-        raise ValueError(f"split.fractions must sum to 1, got {list(fractions)}")
-    unsplit = sorted(t.track_id for t in tracks if t.split is None)
-    order = np.random.default_rng(seed).permutation(len(unsplit))
-    bounds = np.cumsum(np.array(fractions) * len(unsplit)).round().astype(int)
-    drawn = {unsplit[i]: SPLITS[int(np.searchsorted(bounds, rank, side="right"))] for rank, i in enumerate(order)}
+    drawn = {t.track_id: t.split for t in random_split([t for t in tracks if t.split is None], fractions, seed)}
     return {t.track_id: t.split or drawn[t.track_id] for t in tracks}
 
 
@@ -143,9 +143,9 @@ def save_features(path: Path, features: np.ndarray) -> None:
     atomic_write(path, lambda handle: np.save(handle, features))
 
 
-def manifest_row(clip: Excerpt, frames: int, split: str, seconds: float) -> dict[str, Any]:
+def manifest_row(clip: Excerpt, frames: int, split: str) -> dict[str, Any]:
     return {"file_path": clip.name, "length": frames, "track_id": clip.track.track_id, "split": split,
-            "audio": str(clip.track.audio), "offset_s": clip.offset_s, "duration_s": round(seconds, 3),
+            "audio": str(clip.track.audio), "offset_s": clip.offset_s, "duration_s": round(clip.seconds, 3),
             **clip.track.labels}
 
 
@@ -160,8 +160,7 @@ def extract(clips: list[Excerpt], splits: dict[str, str], extractor: torch.nn.Mo
         if frames is None:
             todo.append(clip)
         else:
-            seconds = (frames - 1) * extractor.hop_length / extractor.sample_rate
-            outcome.rows.append(manifest_row(clip, frames, splits[clip.track.track_id], seconds))
+            outcome.rows.append(manifest_row(clip, frames, splits[clip.track.track_id]))
             outcome.reused += 1
     if outcome.reused:
         log.info("Reusing %d feature files from an earlier run; %d clips to extract", outcome.reused, len(todo))
@@ -188,7 +187,7 @@ def extract(clips: list[Excerpt], splits: dict[str, str], extractor: torch.nn.Mo
                 save_features(out / d.clip.name, values)
                 seconds = len(d.audio) / extractor.sample_rate
                 outcome.seconds += seconds
-                outcome.rows.append(manifest_row(d.clip, len(values), splits[d.clip.track.track_id], seconds))
+                outcome.rows.append(manifest_row(d.clip, len(values), splits[d.clip.track.track_id]))
         bar.update(len(batch))
         elapsed = max(time.perf_counter() - started, 1e-9)
         bar.set_postfix(files_s=f"{bar.n / elapsed:.1f}", audio_h_s=f"{outcome.seconds / 3600 / elapsed:.3f}",
@@ -224,7 +223,7 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
              extractor.name, device)
 
     clips, failures = plan_clips(tracks, cfg.clip.policy, cfg.clip.seconds, cfg.clip.min_seconds)
-    splits = assign_splits(tracks, tuple(cfg.split.fractions), cfg.split.seed)
+    splits = assign_splits(tracks, list(cfg.split.fractions), cfg.split.seed)
     outcome = extract(clips, splits, extractor, out, workers=cfg.workers, batch_size=cfg.batch_size,
                       silence_threshold=cfg.silence_threshold, device=device, progress=cfg.progress)
     failures += outcome.failures
