@@ -44,3 +44,53 @@ def loss_curves(history: list[dict], keys: tuple[str, ...] = ("train/loss", "val
     ax.grid(alpha=0.3)
     ax.legend()
     return fig
+
+
+def confusion_matrix(matrix, classes, title: str = "") -> plt.Figure:
+    """Row-normalised confusion matrix (true class down, predicted across), with counts in the cells."""
+    import numpy as np
+
+    share = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+    size = max(4.0, 0.45 * len(classes) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size), constrained_layout=True)
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(classes)), classes, rotation=60, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if len(classes) <= 20:
+        for i in range(len(classes)):
+            for j in range(len(classes)):
+                if matrix[i, j]:
+                    ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=7,
+                            color="white" if share[i, j] > 0.5 else "black")
+    fig.colorbar(image, ax=ax, shrink=0.7, label="share of the true class")
+    ax.set_title(title)
+    return fig
+
+
+def per_class_bars(values, classes, label: str, title: str = "") -> plt.Figure:
+    import numpy as np
+
+    order = np.argsort(np.nan_to_num(values, nan=-1.0))
+    fig, ax = plt.subplots(figsize=(6, max(3.0, 0.22 * len(classes) + 1)), constrained_layout=True)
+    ax.barh(range(len(classes)), np.asarray(values)[order], color="tab:blue")
+    ax.set_yticks(range(len(classes)), [classes[i] for i in order], fontsize=7)
+    ax.set_xlabel(label)
+    ax.set_xlim(0, 1)
+    ax.set_title(title)
+    return fig
+
+
+def regression_scatter(target, prediction, names, title: str = "") -> plt.Figure:
+    """Predicted against true values per dimension (standardised units), with the identity line."""
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 4), constrained_layout=True, squeeze=False)
+    for d, (ax, name) in enumerate(zip(axes[0], names)):
+        ax.scatter(target[:, d], prediction[:, d], s=8, alpha=0.6)
+        low, high = float(min(target[:, d].min(), prediction[:, d].min())), float(
+            max(target[:, d].max(), prediction[:, d].max()))
+        ax.plot([low, high], [low, high], color="grey", linewidth=0.8)
+        ax.set_xlabel(f"true {name} (standardised)")
+        ax.set_ylabel("predicted")
+    fig.suptitle(title)
+    return fig

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 import m3bert.config  # noqa: F401  (registers the typed schemas before Hydra composes)
@@ -17,12 +18,17 @@ from m3bert import distributed
 from m3bert.trainer import Trainer
 
 
-def run(cfg: DictConfig, run_dir: str | Path) -> dict:
-    """Train as ``cfg`` says, writing into ``run_dir``; returns the run's summary (metrics.json)."""
+def fit(cfg: DictConfig, run_dir: str | Path) -> dict:
+    """Train as ``cfg`` says (pre-training or fine-tuning), writing into ``run_dir``; returns metrics.json."""
     try:
         return Trainer(cfg, run_dir).fit()
     finally:
         distributed.teardown()
+
+
+def run(cfg: DictConfig, run_dir: str | Path) -> dict:
+    """Run the stage the config selects (``stage``: training by default, probing for ``probe_*`` recipes)."""
+    return instantiate(cfg.stage)(cfg, run_dir)
 
 
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")
@@ -33,12 +39,14 @@ def main(cfg: DictConfig) -> float | None:
         logging.getLogger().setLevel(logging.WARNING)  # rank zero speaks for the run
     run_dir = HydraConfig.get().runtime.output_dir
     summary = run(cfg, run_dir)
-    final, best = summary["final"], summary["best"]
-    logging.getLogger("m3bert").info(
-        "Done at step %d: train/loss %.4f%s. Run folder: %s", summary["steps"], final.get("train/loss", float("nan")),
-        f", best val/loss {best['val/loss']:.4f} at step {best['step']}" if best else "", run_dir)
+    if "steps" in summary:
+        best = {k: v for k, v in summary["best"].items() if k != "step"}
+        logging.getLogger("m3bert").info(
+            "Done at step %d: train/loss %.4f%s. Run folder: %s", summary["steps"],
+            summary["final"].get("train/loss", float("nan")),
+            "".join(f", best {k} {v:.4f} at step {summary['best']['step']}" for k, v in best.items()), run_dir)
     # Returned so that Hydra's optimisation sweepers can use it.
-    return summary["best"].get("val/loss", summary["final"].get("train/loss"))
+    return next(iter(v for k, v in summary.get("best", {}).items() if k != "step"), None)
 
 
 if __name__ == "__main__":

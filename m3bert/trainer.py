@@ -323,10 +323,9 @@ class Trainer:
         return grad_norm
 
     @torch.no_grad()
-    def evaluate(self, dataset, split: str) -> dict[str, float]:
-        """The objective's metrics on ``dataset`` (every clip once across processes), named ``<split>/<metric>``
-        or, for a task's metric ``task/metric``, ``task/<split>/metric``. Masks use a fixed seed so evaluations
-        compare."""
+    def gather(self, dataset, split: str) -> dict[str, torch.Tensor]:
+        """The objective's per-batch evaluation outputs over ``dataset`` (every clip once across processes),
+        concatenated, on every rank. Masks use a fixed seed so evaluations compare."""
         self.model.eval()
         rows = shard(len(dataset), self.dist.world_size, self.dist.rank)
         loader = DataLoader(Subset(dataset, rows), batch_size=self.tc.batch_size, collate_fn=collate,
@@ -346,7 +345,12 @@ class Trainer:
             torch.distributed.all_gather_object(gathered, state)
             keys = dict.fromkeys(k for g in gathered for k in g)  # a rank's shard may lack some task's clips
             state = {key: torch.cat([g[key] for g in gathered if key in g]) for key in keys}
-        metrics = self.module.eval_metrics(state)
+        return state
+
+    def evaluate(self, dataset, split: str) -> dict[str, float]:
+        """The objective's metrics on ``dataset``, named ``<split>/<metric>`` or, for a task's metric
+        ``task/metric``, ``task/<split>/metric``."""
+        metrics = self.module.eval_metrics(self.gather(dataset, split))
         return {_metric_name(key, split): value for key, value in metrics.items()}
 
     def improved(self, metrics: dict[str, float]) -> bool:
@@ -414,10 +418,18 @@ class Trainer:
         best = self.checkpoint_dir / "best.pt"
         if best.exists():
             self.module.load_state_dict(checkpoint.load(best, map_location=self.device)["model"])
-        metrics = self.evaluate(test_set, "test")
+        state = self.gather(test_set, "test")
+        metrics = {_metric_name(k, "test"): v for k, v in self.module.eval_metrics(state).items()}
         self.log_metrics(metrics)
         log.info("Test (weights of step %s): %s", self.best.get("step", self.step),
                  ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        if self.dist.is_main and hasattr(self.module, "figures"):
+            for key, fig in self.module.figures(state).items():
+                path = self.run_dir / "figures" / f"{_metric_name(key, 'test').replace('/', '_')}.png"
+                path.parent.mkdir(exist_ok=True)
+                fig.savefig(path, dpi=90)
+                self.logger.log_figure(_metric_name(key, "test"), fig, self.step)
+                plt.close(fig)
         return metrics
 
     def summarize(self, history: list[dict[str, Any]], wall_time: float, test: dict[str, float]) -> dict[str, Any]:

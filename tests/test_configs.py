@@ -21,6 +21,13 @@ def test_every_experiment_composes_and_runs(experiment, tmp_path, pretrained):
                      f"encoder.checkpoint={pretrained}"]
         cfg = make_config(f"+experiment={experiment}", *overrides)
     assert cfg.name  # every recipe names its runs
+    if cfg.stage._target_ == "m3bert.probing.run":
+        cfg = make_config(f"+experiment={experiment}", *overrides, "probe.epochs=2", "probe.learning_rates=[1e-3]",
+                          "probe.progress=false")
+        summary = run(cfg, tmp_path / "run")
+        assert {row["layer"] for row in summary["probes"]} == {0, 1, 2, "weighted_sum"}  # tiny model: 2 layers
+        assert (tmp_path / "run" / "probe_results.md").exists()
+        return
     summary = run(cfg, tmp_path / "run")
     assert summary["steps"] == 3
     assert summary["final"]["train/loss"] > 0 and cfg.trainer.monitor in summary["best"]

@@ -99,6 +99,8 @@ def test_metrics_and_best_checkpoint_selection(tmp_path, two_tasks, pretrained):
                 "test/score"):
         assert key in on_disk["test"]
     assert on_disk["best"]["step"] in (2, 4) and "val/score" in on_disk["best"]
+    for figure in ("gtzan_test_confusion.png", "deam_test_predictions.png"):
+        assert (tmp_path / "figures" / figure).stat().st_size > 5_000
     assert summary["test"]["test/score"] == pytest.approx(
         (summary["test"]["gtzan/test/accuracy"] + summary["test"]["deam/test/r2"]) / 2)
 
@@ -114,3 +116,20 @@ def test_encoder_checkpoint_errors_are_clear(tmp_path, two_tasks):
 def test_encoder_input_must_match_the_task_features(two_tasks, pretrained):
     with pytest.raises(ValueError, match="324-dim features but the task data has 128"):
         MultiTaskModel(two_tasks, TINY_MODEL, {"mode": "frozen", "checkpoint": str(pretrained)}, feature_dim=128)
+
+
+def test_probing_finds_the_signal_in_every_layer_and_caches(tmp_path, pretrained):
+    root = write_task_data(tmp_path / "data", "multiclass", "genre", clips=48)
+    overrides = ["+experiment=probe_gtzan", f"tasks.gtzan.root={root}", f"encoder.checkpoint={pretrained}",
+                 "probe.epochs=30", "probe.learning_rates=[1e-3,1e-2]", "probe.progress=false"]
+    summary = run(make_config(*TINY, *overrides), tmp_path / "run")
+    table = {row["layer"]: row for row in summary["probes"]}
+    assert set(table) == {0, 1, 2, "weighted_sum"}
+    assert all(row["accuracy"] >= 0.9 for row in table.values())
+    assert all(row["lr"] in (1e-3, 1e-2) for row in table.values())
+    caches = sorted((tmp_path / "run/cache").glob("gtzan_*.pt"))
+    assert [p.name for p in caches] == ["gtzan_test.pt", "gtzan_train.pt", "gtzan_valid.pt"]
+    stamps = [p.stat().st_mtime_ns for p in caches]
+    run(make_config(*TINY, *overrides), tmp_path / "run")
+    assert [p.stat().st_mtime_ns for p in caches] == stamps  # representations computed once
+    assert (tmp_path / "run/probe_layers.png").exists()

@@ -209,26 +209,55 @@ class MultiTaskModel(nn.Module):
         return result
 
     def eval_metrics(self, state: Mapping[str, torch.Tensor]) -> dict[str, float]:
-        """Per-task metrics (``task/metric``), each task's loss, and ``score``: the mean of the primary metrics."""
-        results, primary = {}, []
-        for task in self.tasks:
-            if f"{task.name}/output" not in state:
-                continue
-            output, target = state[f"{task.name}/output"], state[f"{task.name}/target"]
-            results[f"{task.name}/loss"] = task_loss(
-                task, output, target.long() if task.type == "multiclass" else target).item()
-            output, target = output.numpy(), target.numpy()
-            if task.type == "multiclass":
-                predicted, truth = output.argmax(1), target.astype(int)
-                results[f"{task.name}/accuracy"] = metrics.accuracy(truth, predicted)
-                results[f"{task.name}/macro_f1"] = metrics.macro_f1(truth, predicted, task.outputs)
-            elif task.type == "multilabel":
-                results[f"{task.name}/roc_auc"] = metrics.macro(metrics.roc_auc, target, output)
-                results[f"{task.name}/pr_auc"] = metrics.macro(metrics.average_precision, target, output)
-            else:
-                r2 = metrics.r2(target, output)
-                results.update({f"{task.name}/r2_{column}": float(v) for column, v in zip(task.label, r2)})
-                results[f"{task.name}/r2"] = float(np.nanmean(r2))
-            primary.append(results[f"{task.name}/{task.primary_metric}"])
-        results["score"] = float(np.mean(primary)) if primary else float("nan")
-        return results
+        return task_metrics(self.tasks, state)
+
+    def figures(self, state: Mapping[str, torch.Tensor]) -> dict:
+        return task_figures(self.tasks, state)
+
+
+def task_metrics(tasks: list[Task], state: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """Per-task metrics (``task/metric``) from gathered ``task/output`` and ``task/target`` arrays, each task's
+    loss, and ``score``: the mean of the tasks' primary metrics."""
+    results, primary = {}, []
+    for task in tasks:
+        if f"{task.name}/output" not in state:
+            continue
+        output, target = state[f"{task.name}/output"], state[f"{task.name}/target"]
+        results[f"{task.name}/loss"] = task_loss(
+            task, output, target.long() if task.type == "multiclass" else target).item()
+        output, target = output.numpy(), target.numpy()
+        if task.type == "multiclass":
+            predicted, truth = output.argmax(1), target.astype(int)
+            results[f"{task.name}/accuracy"] = metrics.accuracy(truth, predicted)
+            results[f"{task.name}/macro_f1"] = metrics.macro_f1(truth, predicted, task.outputs)
+        elif task.type == "multilabel":
+            results[f"{task.name}/roc_auc"] = metrics.macro(metrics.roc_auc, target, output)
+            results[f"{task.name}/pr_auc"] = metrics.macro(metrics.average_precision, target, output)
+        else:
+            r2 = metrics.r2(target, output)
+            results.update({f"{task.name}/r2_{column}": float(v) for column, v in zip(task.label, r2)})
+            results[f"{task.name}/r2"] = float(np.nanmean(r2))
+        primary.append(results[f"{task.name}/{task.primary_metric}"])
+    results["score"] = float(np.mean(primary)) if primary else float("nan")
+    return results
+
+
+def task_figures(tasks: list[Task], state: Mapping[str, torch.Tensor]) -> dict:
+    """One figure per task: a confusion matrix (multiclass), per-class ROC-AUC (multilabel), or predicted against
+    true values (regression)."""
+    from m3bert import figures
+
+    out = {}
+    for task in tasks:
+        if f"{task.name}/output" not in state:
+            continue
+        output, target = state[f"{task.name}/output"].numpy(), state[f"{task.name}/target"].numpy()
+        if task.type == "multiclass":
+            matrix = metrics.confusion(target.astype(int), output.argmax(1), task.outputs)
+            out[f"{task.name}/confusion"] = figures.confusion_matrix(matrix, task.classes, task.name)
+        elif task.type == "multilabel":
+            aucs = [metrics.roc_auc(target[:, c], output[:, c]) for c in range(task.outputs)]
+            out[f"{task.name}/roc_auc_per_class"] = figures.per_class_bars(aucs, task.classes, "ROC-AUC", task.name)
+        else:
+            out[f"{task.name}/predictions"] = figures.regression_scatter(target, output, task.label, task.name)
+    return out
