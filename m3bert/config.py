@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import hashlib
+
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 from m3bert.models.encoder import M3BERTConfig
 
@@ -43,7 +46,18 @@ class PathsConfig:
     multirun_dir: str = "multirun"
 
 
+def run_folder_name(overrides: str) -> str:
+    """A single path component from Hydra's ``override_dirname``: slashes in values (paths) are replaced, and
+    a name too long for a file system is cut and suffixed with a hash of the whole, so it stays unique."""
+    name = overrides.replace("/", "_")
+    if len(name) > 180:
+        name = f"{name[:160]}-{hashlib.sha1(name.encode()).hexdigest()[:10]}"
+    return name
+
+
 def register() -> None:
+    if not OmegaConf.has_resolver("run_folder"):
+        OmegaConf.register_new_resolver("run_folder", run_folder_name)
     store = ConfigStore.instance()
     store.store(group="trainer", name="trainer_schema", node=TrainerConfig)
     store.store(group="model", name="model_schema", node=M3BERTConfig)

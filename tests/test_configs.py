@@ -73,3 +73,12 @@ def test_every_masking_option_builds(masking):
     cfg = make_config(f"masking={masking}", "masking.ratio=0.2")
     masker = instantiate(cfg.masking)
     assert masker.enabled == (masking != "none")
+
+
+def test_run_folder_names_are_one_safe_path_component():
+    from m3bert.config import run_folder_name
+
+    assert run_folder_name("masking.ratio=0.1") == "masking.ratio=0.1"
+    assert "/" not in run_folder_name("encoder.checkpoint=/runs/a/b")
+    long_a, long_b = run_folder_name("x=" + "a" * 300), run_folder_name("x=" + "a" * 299 + "b")
+    assert len(long_a) <= 180 and long_a != long_b

@@ -133,3 +133,26 @@ def test_probing_finds_the_signal_in_every_layer_and_caches(tmp_path, pretrained
     run(make_config(*TINY, *overrides), tmp_path / "run")
     assert [p.stat().st_mtime_ns for p in caches] == stamps  # representations computed once
     assert (tmp_path / "run/probe_layers.png").exists()
+
+
+@pytest.mark.slow
+def test_the_papers_comparison_is_one_multirun(tmp_path, pretrained):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    root = write_task_data(tmp_path / "data", "multiclass", "genre")
+    out = subprocess.run(
+        [sys.executable, "-m", "m3bert.train", "-m", "+experiment=finetune_gtzan", *TINY,
+         "encoder.mode=frozen,finetune,scratch,baseline", f"encoder.checkpoint={pretrained}",
+         f"tasks.gtzan.root={root}", "trainer.max_steps=3", "trainer.val_every=3", "dataset.max_frames=32",
+         "trainer.batch_size=8"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "M3BERT_MULTIRUN": str(tmp_path / "multirun")})
+    assert out.returncode == 0, out.stderr[-3000:]
+    modes = {p.parent.name.split("encoder.mode=")[1].split(",")[0]: json.loads(p.read_text())
+             for p in (tmp_path / "multirun/finetune_gtzan").glob("*/metrics.json")}
+    assert set(modes) == {"frozen", "finetune", "scratch", "baseline"}
+    assert all("gtzan/test/accuracy" in m["test"] for m in modes.values())
