@@ -17,6 +17,10 @@ install: ## Install m3bert with its test dependencies (pip, editable)
 smoke: ## Pre-train a tiny model on generated features for 20 steps (seconds)
 	$(PYTHON) -m m3bert.train +experiment=smoke
 
+.PHONY: demo
+demo: ## The whole study on the embedded demo corpus (QUICK=1: small corpus, about 5 minutes)
+	$(PYTHON) -m m3bert.demo $(if $(QUICK),--quick,)
+
 .PHONY: test
 test: ## Run the default test suite (minutes on 2 cores)
 	$(PYTEST) -q
