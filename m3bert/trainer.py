@@ -216,6 +216,8 @@ class Trainer:
                                       hparams=OmegaConf.to_container(self.cfg, resolve=True))
         if self.step >= self.tc.max_steps:
             log.info("Run already finished at step %d; raise trainer.max_steps to continue it", self.step)
+        elif self.stopped_early:
+            log.info("Run stopped early at step %d; raise trainer.patience to continue it", self.step)
         elif not resumed:
             log.info("Starting a new run in %s", self.run_dir)
         n_params = sum(p.numel() for p in self.module.parameters())
@@ -227,7 +229,7 @@ class Trainer:
         window_loss, window_steps = torch.zeros((), device=self.device), 0
         progress = self._progress_bar()
         self.model.train()
-        while self.step < self.tc.max_steps:
+        while self.step < self.tc.max_steps and not self.stopped_early:
             loss, frames, grad_norm = self.train_step(batches)
             self.step += 1
             frames_seen += frames
@@ -258,7 +260,7 @@ class Trainer:
                         checkpoint.save(self.state_dict(), self.checkpoint_dir / "best.pt")
                 else:
                     self.stale_evaluations += 1
-                if self.tc.patience and self.stale_evaluations >= self.tc.patience:
+                if self.stopped_early:
                     log.info("Early stop at step %d: %s has not improved for %d evaluations (best %.4g at step %d)",
                              self.step, self.tc.monitor, self.stale_evaluations, self.best[self.tc.monitor],
                              self.best["step"])
@@ -275,6 +277,10 @@ class Trainer:
         if self.logger is not None:
             self.logger.finish()
         return summary
+
+    @property
+    def stopped_early(self) -> bool:
+        return bool(self.tc.patience) and self.stale_evaluations >= self.tc.patience
 
     def train_step(self, batches: Iterator) -> tuple[torch.Tensor, int, torch.Tensor]:
         """One optimizer step over ``grad_accum`` micro-batches; returns (mean loss, valid frames, grad norm)."""

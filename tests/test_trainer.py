@@ -186,3 +186,14 @@ def test_cuda_amp_trains_and_resumes(tmp_path, precision):
     assert (state["scaler"] is not None) == (precision == "fp16")  # a GradScaler only for fp16
     summary = run(make_config(*overrides, "trainer.max_steps=6"), tmp_path)
     assert summary["steps"] == 6 and all(torch.isfinite(torch.tensor(v)) for v in losses(tmp_path).values())
+
+
+def test_early_stopping_stops_and_stays_stopped(tmp_path, caplog):
+    # A monitor that can only get worse after the first evaluation: the validation loss, maximised.
+    overrides = [*QUICK, "trainer.max_steps=40", "trainer.val_every=2", "trainer.patience=2",
+                 "trainer.monitor_mode=max", "trainer.save_every=100", "optimizer.lr=3e-3", "model.dropout=0.0"]
+    summary = run(make_config(*overrides), tmp_path)
+    assert summary["steps"] < 40 and summary["best"]["step"] == summary["steps"] - 4
+    with caplog.at_level("INFO"):
+        again = run(make_config(*overrides), tmp_path)
+    assert again["steps"] == summary["steps"] and "stopped early" in caplog.text
