@@ -2,3 +2,7 @@
 Hydra-composed PyTorch suite."""
 
 __version__ = "0.1.0"
+
+from m3bert.representations import Representation, Representations  # noqa: E402
+
+__all__ = ["Representation", "Representations", "__version__"]

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
 import m3bert.config  # noqa: F401  (registers the typed schemas before Hydra composes)

@@ -16,10 +16,10 @@ from m3bert.checkpoint import write_json
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="bench-results", help="folder for the result files")
-    parser.add_argument("--only", nargs="*", default=None, help="pretrain and/or features (default: all)")
+    parser.add_argument("--only", nargs="*", default=None, help="pretrain, features and/or extract (default: all)")
     args = parser.parse_args()
     out = Path(args.out)
-    wanted = set(args.only or ["pretrain", "features"])
+    wanted = set(args.only or ["pretrain", "features", "extract"])
     machine = {"platform": platform.platform(), "torch": torch.__version__, "cuda": torch.cuda.is_available(),
                "when": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
@@ -38,6 +38,15 @@ def main() -> None:
         if torch.cuda.is_available():
             result["cuda"] = features.run("cuda")
         write_json(result, out / "features.json")
+        print(json.dumps(result, indent=2))
+    if "extract" in wanted:
+        from m3bert.bench import extract
+
+        result = {"machine": machine, "cpu": extract.run("cpu")}
+        if torch.cuda.is_available():
+            result["cuda"] = extract.run("cuda")
+            result["cuda_bf16"] = extract.run("cuda", dtype="bfloat16")
+        write_json(result, out / "extract.json")
         print(json.dumps(result, indent=2))
 
 

@@ -100,21 +100,29 @@ def _resolve(name, kind, root, label, classes, top_k, weight) -> Task:
 
 
 class TaskDataset(Dataset):
-    """One task's split: features from the manifest, labels under the task's name (absent where unlabelled)."""
+    """One task's split: the manifest's clips that carry the task's label, labelled under the task's name.
+
+    (Several tasks may share one prepared folder in which each clip carries only some of the labels.)
+    """
 
     def __init__(self, task: Task, split: str, feature_dim: int, max_frames: int | None, crop: str):
         self.task = task
         self.features = ManifestDataset(str(task.manifest(split)), feature_dim, max_frames, crop)
-        self.targets = [task.encode(row) for _, row in self.features.table.iterrows()]
+        targets = [task.encode(row) for _, row in self.features.table.iterrows()]
+        self.rows = [row for row, target in enumerate(targets) if target is not None]
+        self.targets = [targets[row] for row in self.rows]
+        if not self.rows:
+            raise ValueError(f"{task.manifest(split)}: no clip carries a label for task {task.name} "
+                             f"(column(s) {list(task.label)})")
 
     def __len__(self) -> int:
-        return len(self.features)
+        return len(self.rows)
 
     def __getitem__(self, key) -> Clip:
-        clip = self.features[key]
-        row = key[0] if isinstance(key, tuple) else key
-        target = self.targets[row]
-        return clip._replace(labels={} if target is None else {self.task.name: target})
+        index, *seed = key if isinstance(key, tuple) else (key,)
+        row = self.rows[index]
+        clip = self.features[(row, *seed) if seed else row]
+        return clip._replace(index=index, labels={self.task.name: self.targets[index]})
 
 
 class MultiTaskDataset(Dataset):
