@@ -229,10 +229,10 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
     failures += outcome.failures
 
     rows = sorted(outcome.rows, key=lambda r: r["file_path"])
-    write_table(rows, out / "manifest.csv")
+    columns = list(dict.fromkeys(key for row in rows for key in row))  # a label only some clips carry included
+    write_table(rows, out / "manifest.csv", columns)
     for split in SPLITS:
-        write_table([r for r in rows if r["split"] == split], out / f"{split}.csv", columns=list(rows[0]) if rows
-                    else None)
+        write_table([r for r in rows if r["split"] == split], out / f"{split}.csv", columns)
     write_table(failures, out / "failures.csv", columns=["track_id", "audio", "reason"])
     reasons = Counter(f["reason"].split(":")[0] for f in failures)
     summary = {

@@ -97,7 +97,8 @@ class Trainer:
         self.train_set = instantiate(cfg.dataset.train)
         self.val_set = instantiate(cfg.dataset.val) if cfg.dataset.get("val") is not None else None
         self.sampler = EpochSampler(len(self.train_set), self.tc.batch_size, self.dist.world_size, self.dist.rank,
-                                    seed=cfg.seed, weights=getattr(self.train_set, "sampling_weights", None))
+                                    seed=cfg.seed, weights=getattr(self.train_set, "sampling_weights", None),
+                                    epochs=None)
 
         self.module = instantiate(cfg.objective, _convert_="all").to(self.device)
         self.optimizer = instantiate(cfg.optimizer)(
@@ -184,19 +185,20 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------------ data
     def batches(self) -> Iterator:
-        """Training micro-batches forever, epoch after epoch, starting at the saved sampler position."""
-        while True:
-            self.sampler.set_position(self.epoch, self.batch_in_epoch)
-            # The loader gets its own generator: drawing its worker seeds from the global RNG would shift dropout
-            # after a resume, which creates one loader more than an uninterrupted run.
-            loader = DataLoader(self.train_set, batch_size=self.tc.batch_size, sampler=self.sampler,
-                                collate_fn=collate, num_workers=self.tc.num_workers,
-                                pin_memory=self.device.type == "cuda",
-                                generator=torch.Generator().manual_seed(self.cfg.seed + self.epoch))
-            for batch in loader:
-                self.batch_in_epoch += 1
-                yield batch.to(self.device)
-            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+        """Training micro-batches forever, from the saved sampler position. One loader serves the whole run (its
+        workers are started once); the position advances as batches are consumed, not as workers prefetch them."""
+        self.sampler.set_position(self.epoch, self.batch_in_epoch)
+        # The loader gets its own generator: drawing its worker seeds from the global RNG would shift dropout
+        # after a resume.
+        loader = DataLoader(self.train_set, batch_size=self.tc.batch_size, sampler=self.sampler,
+                            collate_fn=collate, num_workers=self.tc.num_workers,
+                            pin_memory=self.device.type == "cuda",
+                            generator=torch.Generator().manual_seed(self.cfg.seed))
+        for batch in loader:
+            self.batch_in_epoch += 1
+            if self.batch_in_epoch == self.sampler.batches_per_epoch:
+                self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+            yield batch.to(self.device)
 
     def autocast(self):
         if self.precision.dtype is None:
