@@ -10,7 +10,13 @@ help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: install
-install: ## Install m3bert with its test dependencies (pip, editable)
+install: ## Install m3bert and its test dependencies (pip, editable), and FluidSynth for the demo corpus (apt)
+	@ldconfig -p 2>/dev/null | grep -q libfluidsynth || { \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libfluidsynth3; \
+	  else \
+	    echo "FluidSynth is missing: install libfluidsynth3 (Debian/Ubuntu, as root), fluid-synth (Homebrew)"; \
+	  fi; }
 	$(PYTHON) -m pip install -e ".[dev]"
 
 .PHONY: smoke
