@@ -13,42 +13,45 @@ import torch
 from m3bert.checkpoint import write_json
 
 
+def _pretrain(cuda: bool) -> dict:
+    from m3bert.bench import pretrain
+
+    return {"cpu": pretrain.compare_cpu(), **({"cuda": pretrain.gpu()} if cuda else {})}
+
+
+def _features(cuda: bool) -> dict:
+    from m3bert.bench import features
+
+    return {"cpu": features.run("cpu"), **({"cuda": features.run("cuda")} if cuda else {})}
+
+
+def _extract(cuda: bool) -> dict:
+    from m3bert.bench import extract
+
+    gpu = {"cuda": extract.run("cuda"), "cuda_bf16": extract.run("cuda", dtype="bfloat16")} if cuda else {}
+    return {"cpu": extract.run("cpu"), **gpu}
+
+
+# name -> benchmark(cuda available) -> results by device; each writes bench-results/<name>.json
+BENCHMARKS = {"pretrain": _pretrain, "features": _features, "extract": _extract}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="bench-results", help="folder for the result files")
     parser.add_argument("--only", nargs="*", default=None, help="pretrain, features and/or extract (default: all)")
     args = parser.parse_args()
     out = Path(args.out)
-    wanted = set(args.only or ["pretrain", "features", "extract"])
+    wanted = set(args.only or BENCHMARKS)
     machine = {"platform": platform.platform(), "torch": torch.__version__, "cuda": torch.cuda.is_available(),
                "when": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
-    if "pretrain" in wanted:
-        from m3bert.bench import pretrain
-
-        result = {"machine": machine, "cpu": pretrain.compare_cpu()}
-        if torch.cuda.is_available():
-            result["cuda"] = pretrain.gpu()
-        write_json(result, out / "pretrain.json")
+    for name in BENCHMARKS:
+        if name not in wanted:
+            continue
+        result = {"machine": machine, **BENCHMARKS[name](torch.cuda.is_available())}
+        write_json(result, out / f"{name}.json")
         print(json.dumps(result, indent=2))
-    if "features" in wanted:
-        from m3bert.bench import features
-
-        result = {"machine": machine, "cpu": features.run("cpu")}
-        if torch.cuda.is_available():
-            result["cuda"] = features.run("cuda")
-        write_json(result, out / "features.json")
-        print(json.dumps(result, indent=2))
-    if "extract" in wanted:
-        from m3bert.bench import extract
-
-        result = {"machine": machine, "cpu": extract.run("cpu")}
-        if torch.cuda.is_available():
-            result["cuda"] = extract.run("cuda")
-            result["cuda_bf16"] = extract.run("cuda", dtype="bfloat16")
-        write_json(result, out / "extract.json")
-        print(json.dumps(result, indent=2))
-
 
 if __name__ == "__main__":
     main()
