@@ -38,7 +38,7 @@ def layer_representations(encoder, dataset: TaskDataset, batch_size: int) -> tup
         valid = padding_mask(out.lengths, out.hidden_states[0].shape[1]).float()
         weights = valid / valid.sum(1, keepdim=True)
         pooled.append(torch.stack([torch.einsum("bt,bth->bh", weights, h) for h in out.hidden_states], 1))
-        targets.append(batch.labels[dataset.task.name])
+        targets.append(batch.labels[dataset.tasks[0].name])
     return torch.cat(pooled), torch.cat(targets)
 
 

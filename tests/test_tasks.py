@@ -45,6 +45,24 @@ def test_multitask_batches_mark_which_clips_carry_which_labels(two_tasks):
     torch.testing.assert_close(even[:24].sum(), even[24:].sum())
 
 
+def test_tasks_reading_one_folder_share_its_clips(tmp_path):
+    import pandas as pd
+
+    root = write_task_data(tmp_path, "multiclass", "genre")
+    for split in ("train", "valid", "test"):  # a second label column, missing on every third clip
+        table = pd.read_csv(root / f"{split}.csv")
+        table["mood"] = [None if i % 3 == 0 else ("calm", "wild")[i % 2] for i in range(len(table))]
+        table.to_csv(root / f"{split}.csv", index=False)
+    tasks = {"genre": {"type": "multiclass", "root": str(root), "label": "genre"},
+             "mood": {"type": "multiclass", "root": str(root), "label": "mood"}}
+    data = MultiTaskDataset(tasks, "train", feature_dim=324, max_frames=32)
+    assert len(data) == 24 and len(data.parts) == 1  # each clip once, not once per task
+    batch = collate([data[i] for i in range(3)])
+    assert batch.present["genre"].tolist() == [True, True, True]
+    assert batch.present["mood"].tolist() == [False, True, True]
+    assert batch.labels["mood"][1:].tolist() == [1, 0]  # wild, calm in the sorted vocabulary (calm, wild)
+
+
 def test_a_clip_without_a_label_gives_its_head_exactly_zero_gradient(two_tasks):
     model = MultiTaskModel(two_tasks, TINY_MODEL, {"mode": "scratch"}, feature_dim=324)
     data = MultiTaskDataset(two_tasks, "train", feature_dim=324, max_frames=32)
@@ -86,6 +104,38 @@ def test_learnable_signal_is_learned_and_shuffled_labels_are_not(tmp_path, mode)
     # Six classes: chance is 1/6, and the loss stays near that of a uniform guess, ln 6 = 1.79.
     assert shuffled["gtzan/test/accuracy"] <= 0.4
     assert shuffled["gtzan/test/loss"] > 0.8 * math.log(6) > learned["gtzan/test/loss"]
+
+
+def write_cmvn_task_data(root, clips: int = 64, dim: int = 324, seed: int = 0):
+    """Two classes told apart only by whether channels 20-39 move with channels 0-19 or against them, in features
+    normalised per file (each clip's per-channel mean 0 and variance 1, as prepare writes them): the clip mean of
+    every channel is the same for both classes."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    (root / "features").mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", clips), ("valid", clips // 2), ("test", clips // 2)):
+        rows = []
+        for i in range(n):
+            x = rng.standard_normal((48, dim))
+            x[:, 20:40] = (1 if i % 2 else -1) * x[:, :20] + 0.3 * x[:, 20:40]
+            x = ((x - x.mean(0)) / x.std(0)).astype(np.float32)
+            np.save(root / f"features/{split}_{i}.npy", x)
+            rows.append({"file_path": f"features/{split}_{i}.npy", "length": len(x), "genre": "ab"[i % 2]})
+        pd.DataFrame(rows).to_csv(root / f"{split}.csv", index=False)
+    return root
+
+
+def test_baseline_learns_what_per_file_normalisation_leaves_in_the_frames(tmp_path):
+    # Mean-pooling such features gives the same vector for every clip; the baseline's frame-wise layer must
+    # still find the class in how the channels co-vary within a clip.
+    root = write_cmvn_task_data(tmp_path / "data")
+    summary = run(make_config(
+        *TINY, "+experiment=finetune_gtzan", "encoder.mode=baseline", f"tasks.gtzan.root={root}",
+        "trainer.max_steps=80", "trainer.batch_size=16", "trainer.val_every=40", "optimizer.lr=3e-3",
+        "scheduler.warmup_steps=5"), tmp_path / "run")
+    assert summary["test"]["gtzan/test/accuracy"] >= 0.9
 
 
 def test_metrics_and_best_checkpoint_selection(tmp_path, two_tasks, pretrained):

@@ -143,6 +143,12 @@ class MultiTaskModel(nn.Module):
             self.encoder = M3BERT(M3BERTConfig(**model))
         else:
             self.encoder = None
+        # The baseline sees the raw features through one frame-wise layer as wide as the encoder it stands in for:
+        # per-file CMVN makes every feature's mean over a clip zero, so mean-pooling the features themselves would
+        # leave the heads (almost) nothing, while pooling a nonlinear function of each frame keeps what the frames
+        # hold (timbre, register) without context or pre-training.
+        self.frames = (nn.Sequential(nn.Linear(feature_dim, model["hidden_size"]), nn.GELU())
+                       if self.mode == "baseline" else None)
         if self.encoder is not None and self.encoder.config.input_dim != feature_dim:
             raise ValueError(f"the encoder takes {self.encoder.config.input_dim}-dim features but the task data has "
                              f"{feature_dim} (dataset.feature_dim)")
@@ -150,7 +156,7 @@ class MultiTaskModel(nn.Module):
             self.encoder.requires_grad_(False)
         self.lr_scales = {"encoder.": float(encoder.get("lr_scale", 1.0))} if self.mode == "finetune" else {}
         layers = self.encoder.config.num_layers + 1 if self.encoder is not None else 1
-        dim = self.encoder.config.hidden_size if self.encoder is not None else feature_dim
+        dim = self.encoder.config.hidden_size if self.encoder is not None else model["hidden_size"]
         if self.encoder is None:
             featurizer = "last"
         self.heads = nn.ModuleDict({t.name: TaskHead(t, layers, dim, featurizer, pooling, head, head_hidden,
@@ -165,9 +171,9 @@ class MultiTaskModel(nn.Module):
         return self
 
     def represent(self, batch: Batch) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-        """Hidden states of every layer (the raw features alone for the baseline) and the valid-token mask."""
+        """Hidden states of every layer (the frame-wise layer alone for the baseline) and the valid-token mask."""
         if self.encoder is None:
-            return (batch.features,), padding_mask(batch.lengths, batch.features.shape[1])
+            return (self.frames(batch.features),), padding_mask(batch.lengths, batch.features.shape[1])
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.mode != "frozen"):
             out = self.encoder(batch.features, batch.lengths)
         return out.hidden_states, padding_mask(out.lengths, out.hidden_states[0].shape[1])

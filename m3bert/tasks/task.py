@@ -10,7 +10,7 @@ import bisect
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -100,20 +100,28 @@ def _resolve(name, kind, root, label, classes, top_k, weight) -> Task:
 
 
 class TaskDataset(Dataset):
-    """One task's split: the manifest's clips that carry the task's label, labelled under the task's name.
+    """A split of one prepared folder, served to the tasks that read it: the manifest's clips that carry a label of
+    at least one of them, each labelled (under the task's name) for every one of those tasks whose label it carries.
 
-    (Several tasks may share one prepared folder in which each clip carries only some of the labels.)
+    Tasks that share a folder share its clips, so one forward pass of a clip trains every head it has a label for
+    (the demo's five tasks all read one folder).
     """
 
-    def __init__(self, task: Task, split: str, feature_dim: int, max_frames: int | None, crop: str):
-        self.task = task
-        self.features = ManifestDataset(str(task.manifest(split)), feature_dim, max_frames, crop)
-        targets = [task.encode(row) for _, row in self.features.table.iterrows()]
-        self.rows = [row for row, target in enumerate(targets) if target is not None]
-        self.targets = [targets[row] for row in self.rows]
+    def __init__(self, tasks: Task | Sequence[Task], split: str, feature_dim: int, max_frames: int | None,
+                 crop: str):
+        self.tasks = [tasks] if isinstance(tasks, Task) else list(tasks)
+        if len({t.root for t in self.tasks}) != 1:
+            raise ValueError(f"TaskDataset serves tasks of one prepared folder, got {[t.root for t in self.tasks]}")
+        manifest = self.tasks[0].manifest(split)
+        self.features = ManifestDataset(str(manifest), feature_dim, max_frames, crop)
+        labels = [{t.name: y for t in self.tasks if (y := t.encode(row)) is not None}
+                  for _, row in self.features.table.iterrows()]
+        self.rows = [row for row, carried in enumerate(labels) if carried]
+        self.labels = [labels[row] for row in self.rows]
         if not self.rows:
-            raise ValueError(f"{task.manifest(split)}: no clip carries a label for task {task.name} "
-                             f"(column(s) {list(task.label)})")
+            columns = [c for t in self.tasks for c in t.label]
+            raise ValueError(f"{manifest}: no clip carries a label for task(s) {[t.name for t in self.tasks]} "
+                             f"(column(s) {columns})")
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -122,14 +130,15 @@ class TaskDataset(Dataset):
         index, *seed = key if isinstance(key, tuple) else (key,)
         row = self.rows[index]
         clip = self.features[(row, *seed) if seed else row]
-        return clip._replace(index=index, labels={self.task.name: self.targets[index]})
+        return clip._replace(index=index, labels=self.labels[index])
 
 
 class MultiTaskDataset(Dataset):
-    """The clips of several tasks' datasets, one after the other; each clip is labelled for its own task only.
+    """The clips of several tasks' prepared folders, one folder after the other; each clip is labelled for the
+    tasks that read its folder and whose label it carries.
 
-    ``sampling_weights`` draws tasks with probability proportional to ``size ** (1 / temperature)``:
-    temperature 1 samples clips uniformly (tasks in proportion to their size), larger temperatures even out tasks.
+    ``sampling_weights`` draws folders with probability proportional to ``size ** (1 / temperature)``:
+    temperature 1 samples clips uniformly (folders in proportion to their size), larger temperatures even them out.
     """
 
     def __init__(self, tasks: Mapping[str, Mapping], split: str, feature_dim: int, max_frames: int | None = None,
@@ -137,7 +146,10 @@ class MultiTaskDataset(Dataset):
         if not tasks:
             raise ValueError("no tasks selected: choose some, e.g. tasks=[gtzan,deam]")
         self.tasks = [resolve_task(name, spec) for name, spec in tasks.items()]
-        self.parts = [TaskDataset(t, split, feature_dim, max_frames, crop) for t in self.tasks]
+        folders: dict[str, list[Task]] = {}
+        for task in self.tasks:
+            folders.setdefault(task.root, []).append(task)
+        self.parts = [TaskDataset(group, split, feature_dim, max_frames, crop) for group in folders.values()]
         self.offsets = np.cumsum([0] + [len(p) for p in self.parts]).tolist()
         self.temperature = temperature
 
@@ -160,6 +172,6 @@ class MultiTaskDataset(Dataset):
         if self.temperature == 1.0:
             return None
         sizes = torch.tensor([len(p) for p in self.parts], dtype=torch.float64)
-        task_share = sizes ** (1.0 / self.temperature)
-        task_share /= task_share.sum()
-        return torch.cat([torch.full((len(p),), float(s / len(p))) for p, s in zip(self.parts, task_share)])
+        share = sizes ** (1.0 / self.temperature)
+        share /= share.sum()
+        return torch.cat([torch.full((len(p),), float(s / len(p))) for p, s in zip(self.parts, share)])
