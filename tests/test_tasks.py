@@ -91,7 +91,9 @@ def test_frozen_encoder_stays_bit_identical(tmp_path, two_tasks, pretrained):
 @pytest.mark.parametrize("mode", ["scratch", "baseline"])
 def test_learnable_signal_is_learned_and_shuffled_labels_are_not(tmp_path, mode):
     def test_metrics(shuffle):
-        root = write_task_data(tmp_path / f"data{shuffle}", "multiclass", "genre", clips=96, shuffle=shuffle,
+        # 108 clips: 18 per class, a multiple of 6, so shuffling gives each class every label equally often
+        # (with 16 per class, four labels would come 3 times and two labels twice: a learnable bias).
+        root = write_task_data(tmp_path / f"data{shuffle}", "multiclass", "genre", clips=108, shuffle=shuffle,
                                num_classes=6)
         summary = run(make_config(
             *TINY, "+experiment=finetune_gtzan", f"encoder.mode={mode}", f"tasks.gtzan.root={root}",
@@ -128,14 +130,19 @@ def write_cmvn_task_data(root, clips: int = 64, dim: int = 324, seed: int = 0):
 
 
 def test_baseline_learns_what_per_file_normalisation_leaves_in_the_frames(tmp_path):
-    # Mean-pooling such features gives the same vector for every clip; the baseline's frame-wise layer must
-    # still find the class in how the channels co-vary within a clip.
+    # Mean-pooling such features gives the same vector for every clip; the head's frame-wise layer must still
+    # find the class in how the channels co-vary within a clip.
     root = write_cmvn_task_data(tmp_path / "data")
-    summary = run(make_config(
-        *TINY, "+experiment=finetune_gtzan", "encoder.mode=baseline", f"tasks.gtzan.root={root}",
-        "trainer.max_steps=80", "trainer.batch_size=16", "trainer.val_every=40", "optimizer.lr=3e-3",
-        "scheduler.warmup_steps=5"), tmp_path / "run")
-    assert summary["test"]["gtzan/test/accuracy"] >= 0.9
+
+    def accuracy(frame_layer: bool) -> float:
+        summary = run(make_config(
+            *TINY, "+experiment=finetune_gtzan", "encoder.mode=baseline", f"tasks.gtzan.root={root}",
+            f"objective.frame_layer={frame_layer}", "trainer.max_steps=80", "trainer.batch_size=16",
+            "trainer.val_every=40", "optimizer.lr=3e-3", "scheduler.warmup_steps=5"), tmp_path / f"run{frame_layer}")
+        return summary["test"]["gtzan/test/accuracy"]
+
+    assert accuracy(frame_layer=True) >= 0.9
+    assert accuracy(frame_layer=False) == 0.5  # every clip pools to zero: one prediction for all, half of them right
 
 
 def test_metrics_and_best_checkpoint_selection(tmp_path, two_tasks, pretrained):

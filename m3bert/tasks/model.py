@@ -1,8 +1,8 @@
 """The downstream model: an encoder (frozen, fine-tuned, from scratch, or none at all) shared by per-task heads.
 
 Each task reads the encoder's layers through its own featurizer (the last layer, a fixed layer, or a learned
-softmax-weighted sum of all layers, as in s3prl), pools over valid frames (mean or attention) and predicts with its
-own head (an MLP with one 512-unit hidden layer and dropout 0.2, MARBLE's probing protocol, or a linear layer).
+softmax-weighted sum of all layers, as in s3prl), passes each frame through one frame-wise layer, pools over valid
+frames (mean or attention) and predicts with its own head (an MLP with one 512-unit hidden layer and dropout 0.2, MARBLE's probing protocol, or a linear layer).
 """
 
 from __future__ import annotations
@@ -99,15 +99,20 @@ def make_head(dim: int, outputs: int, kind: str, hidden: int, dropout: float) ->
 
 
 class TaskHead(nn.Module):
-    def __init__(self, task: Task, layers: int, dim: int, featurizer, pooling: str, head: str, hidden: int,
-                 dropout: float):
+    def __init__(self, task: Task, layers: int, dim: int, featurizer, frame_layer: bool, pooling: str, head: str,
+                 hidden: int, dropout: float):
         super().__init__()
         self.featurizer = Featurizer(layers, featurizer)
+        # Per-file CMVN sets every input feature's clip mean to zero, and an encoder that has learned to fill in
+        # masked frames stays close to linear in them, so the mean of its states hardly differs between clips
+        # either. One frame-wise layer before pooling lets every mode's head pool a nonlinear function of the
+        # frames, the same head on each representation.
+        self.frames = nn.Sequential(nn.Linear(dim, dim), nn.GELU()) if frame_layer else nn.Identity()
         self.pooling = Pooling(dim, pooling)
         self.head = make_head(dim, task.outputs, head, hidden, dropout)
 
     def forward(self, hidden_states, valid: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pooling(self.featurizer(hidden_states), valid))
+        return self.head(self.pooling(self.frames(self.featurizer(hidden_states)), valid))
 
 
 def task_loss(task: Task, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -125,7 +130,8 @@ class MultiTaskModel(nn.Module):
     has_unused_parameters = True  # a batch may hold no clip of some task
 
     def __init__(self, tasks: Mapping[str, Mapping], model: Mapping, encoder: Mapping, feature_dim: int,
-                 featurizer: str | int = "weighted_sum", pooling: str = "mean", head: str = "mlp",
+                 featurizer: str | int = "weighted_sum", frame_layer: bool = True, pooling: str = "mean",
+                 head: str = "mlp",
                  head_hidden: int = 512, head_dropout: float = 0.2, loss_weighting: str = "uniform"):
         super().__init__()
         self.tasks = [resolve_task(name, spec) for name, spec in tasks.items()]
@@ -143,12 +149,6 @@ class MultiTaskModel(nn.Module):
             self.encoder = M3BERT(M3BERTConfig(**model))
         else:
             self.encoder = None
-        # The baseline sees the raw features through one frame-wise layer as wide as the encoder it stands in for:
-        # per-file CMVN makes every feature's mean over a clip zero, so mean-pooling the features themselves would
-        # leave the heads (almost) nothing, while pooling a nonlinear function of each frame keeps what the frames
-        # hold (timbre, register) without context or pre-training.
-        self.frames = (nn.Sequential(nn.Linear(feature_dim, model["hidden_size"]), nn.GELU())
-                       if self.mode == "baseline" else None)
         if self.encoder is not None and self.encoder.config.input_dim != feature_dim:
             raise ValueError(f"the encoder takes {self.encoder.config.input_dim}-dim features but the task data has "
                              f"{feature_dim} (dataset.feature_dim)")
@@ -156,11 +156,11 @@ class MultiTaskModel(nn.Module):
             self.encoder.requires_grad_(False)
         self.lr_scales = {"encoder.": float(encoder.get("lr_scale", 1.0))} if self.mode == "finetune" else {}
         layers = self.encoder.config.num_layers + 1 if self.encoder is not None else 1
-        dim = self.encoder.config.hidden_size if self.encoder is not None else model["hidden_size"]
+        dim = self.encoder.config.hidden_size if self.encoder is not None else feature_dim
         if self.encoder is None:
             featurizer = "last"
-        self.heads = nn.ModuleDict({t.name: TaskHead(t, layers, dim, featurizer, pooling, head, head_hidden,
-                                                     head_dropout) for t in self.tasks})
+        self.heads = nn.ModuleDict({t.name: TaskHead(t, layers, dim, featurizer, frame_layer, pooling, head,
+                                                     head_hidden, head_dropout) for t in self.tasks})
         # Learned log-variances of Kendall et al.'s uncertainty weighting.
         self.log_vars = nn.Parameter(torch.zeros(len(self.tasks))) if loss_weighting == "uncertainty" else None
 
@@ -171,9 +171,9 @@ class MultiTaskModel(nn.Module):
         return self
 
     def represent(self, batch: Batch) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-        """Hidden states of every layer (the frame-wise layer alone for the baseline) and the valid-token mask."""
+        """Hidden states of every layer (the raw features alone for the baseline) and the valid-token mask."""
         if self.encoder is None:
-            return (self.frames(batch.features),), padding_mask(batch.lengths, batch.features.shape[1])
+            return (batch.features,), padding_mask(batch.lengths, batch.features.shape[1])
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.mode != "frozen"):
             out = self.encoder(batch.features, batch.lengths)
         return out.hidden_states, padding_mask(out.lengths, out.hidden_states[0].shape[1])
