@@ -53,7 +53,7 @@ def primary_results(summaries: dict[str, dict], tasks: dict) -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="the small corpus and short runs (about 5 minutes)")
+    parser.add_argument("--quick", action="store_true", help="the small corpus and short runs (about 3 minutes)")
     parser.add_argument("--report", default=None, help="report folder (default: <experiments>/demo[_quick]/report)")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every training run")
     args = parser.parse_args(argv)
