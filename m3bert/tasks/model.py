@@ -2,7 +2,8 @@
 
 Each task reads the encoder's layers through its own featurizer (the last layer, a fixed layer, or a learned
 softmax-weighted sum of all layers, as in s3prl), passes each frame through one frame-wise layer, pools over valid
-frames (mean or attention) and predicts with its own head (an MLP with one 512-unit hidden layer and dropout 0.2, MARBLE's probing protocol, or a linear layer).
+frames (mean or attention) and predicts with its own head (an MLP with one 512-unit hidden layer and dropout 0.2,
+MARBLE's probing protocol, or a linear layer).
 """
 
 from __future__ import annotations
@@ -131,8 +132,8 @@ class MultiTaskModel(nn.Module):
 
     def __init__(self, tasks: Mapping[str, Mapping], model: Mapping, encoder: Mapping, feature_dim: int,
                  featurizer: str | int = "weighted_sum", frame_layer: bool = True, pooling: str = "mean",
-                 head: str = "mlp",
-                 head_hidden: int = 512, head_dropout: float = 0.2, loss_weighting: str = "uniform"):
+                 head: str = "mlp", head_hidden: int = 512, head_dropout: float = 0.2,
+                 loss_weighting: str = "uniform"):
         super().__init__()
         self.tasks = [resolve_task(name, spec) for name, spec in tasks.items()]
         self.mode = encoder["mode"]
