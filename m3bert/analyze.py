@@ -32,11 +32,12 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from m3bert import checkpoint
-from m3bert.checkpoint import atomic_write, write_json
+from m3bert.training import checkpoint
+from m3bert.common.figures import save_figure
+from m3bert.common.files import write_csv, write_json, write_npz
 from m3bert.extract import assign_ids, find_inputs
 from m3bert.features import AudioError, load_audio
-from m3bert.representations import Representations
+from m3bert.inference.representations import Representations
 
 log = logging.getLogger(__name__)
 P_VALUE_NOTE = ("nominal two-sided p-values of the t-test of r = 0 with n_frames - 2 degrees of freedom; frames are "
@@ -189,17 +190,6 @@ def attention_figure(maps: list[np.ndarray], titles: list[str], seconds: float, 
     return fig
 
 
-def save_figure(fig, path: Path) -> None:
-    plt = _pyplot()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def save_table(table: pd.DataFrame, path: Path) -> None:
-    atomic_write(path, lambda handle: handle.write(table.to_csv(index=False).encode()))
-
-
 # ----------------------------------------------------------------------------------------------- data
 def clip_features(rep: Representations, path: Path, max_seconds: float | None) -> np.ndarray:
     """(frames, feature_dim) features of (the first ``max_seconds`` of) a clip."""
@@ -312,18 +302,18 @@ def correlation(cfg: DictConfig, out: Path) -> dict[str, Any]:
     layers = list(rep.layers)
     folder = out / "correlation"
     folder.mkdir(parents=True, exist_ok=True)
-    save_table(strongest_pairs(r, p, layers, names, owners, cfg.correlation.top_k, n), folder / "strongest_pairs.csv")
+    write_csv(strongest_pairs(r, p, layers, names, owners, cfg.correlation.top_k, n), folder / "strongest_pairs.csv")
     by_layer = [strongest_pairs(r[i : i + 1], p[i : i + 1], [layer], names, owners, cfg.correlation.per_layer_k, n)
                 for i, layer in enumerate(layers)]
-    save_table(pd.concat(by_layer, ignore_index=True), folder / "strongest_pairs_by_layer.csv")
+    write_csv(pd.concat(by_layer, ignore_index=True), folder / "strongest_pairs_by_layer.csv")
     matrix, blocks = block_max_abs_r(r, owners)
-    save_table(pd.DataFrame(matrix, columns=blocks).assign(layer=layers)[["layer", *blocks]], folder / "max_abs_r.csv")
+    write_csv(pd.DataFrame(matrix, columns=blocks).assign(layer=layers)[["layer", *blocks]], folder / "max_abs_r.csv")
     what = "input features" if descriptors is None else "descriptors"
     used = len(clips) - len(skipped)
     save_figure(heatmap_figure(matrix, layers, blocks, f"max |r| of units with {what} ({used} clips, {n} frames)"),
-                folder / "heatmap.png")
-    atomic_write(folder / "r.npz", lambda handle: np.savez(handle, r=r.astype(np.float32), layers=np.array(layers),
-                                                            targets=np.array(names), blocks=np.array(owners)))
+                folder / "heatmap.png", dpi=120)
+    write_npz(folder / "r.npz", r=r.astype(np.float32), layers=np.array(layers), targets=np.array(names),
+              blocks=np.array(owners))
     summary = {"clips": used, "skipped": skipped, "n_frames": n, "targets": what, "p_values": P_VALUE_NOTE,
                "strongest": {b: float(np.nanmax(matrix[:, j])) for j, b in enumerate(blocks)}}
     write_json(summary, folder / "summary.json")
@@ -346,13 +336,12 @@ def attention(cfg: DictConfig, out: Path) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     where = f"{clip.name}, {cfg.attention.offset_s:g}-{cfg.attention.offset_s + span:.1f} s"
     titles = [f"layer {i + 1} (mean of heads)" for i in range(len(maps))]
-    save_figure(attention_figure([m.mean(0) for m in maps], titles, span, where), folder / "layers.png")
+    save_figure(attention_figure([m.mean(0) for m in maps], titles, span, where), folder / "layers.png", dpi=120)
     layer = cfg.attention.heads_of_layer % len(maps)
     titles = [f"head {h}" for h in range(len(maps[layer]))]
     save_figure(attention_figure(list(maps[layer]), titles, span, f"{where}: the heads of layer {layer + 1}"),
-                folder / f"heads_layer{layer + 1}.png")
-    atomic_write(folder / "attention_maps.npz",
-                 lambda handle: np.savez(handle, **{f"layer{i + 1}": m for i, m in enumerate(maps)}))
+                folder / f"heads_layer{layer + 1}.png", dpi=120)
+    write_npz(folder / "attention_maps.npz", **{f"layer{i + 1}": m for i, m in enumerate(maps)})
     return {"clip": str(clip), "offset_s": cfg.attention.offset_s, "seconds": span, "layers": len(maps)}
 
 
@@ -361,7 +350,7 @@ FEATURIZER_WEIGHTS = re.compile(r"^heads\.(?P<task>.+)\.featurizer\.weights$")
 
 def featurizer_weights(path: str | Path) -> dict[str, np.ndarray]:
     """task -> softmax weights over hidden states (embedding output first) of a fine-tuning checkpoint."""
-    from m3bert.tasks.model import find_checkpoint
+    from m3bert.inference.pretrained import find_checkpoint
 
     file = find_checkpoint(path)
     state = checkpoint.load(file)
@@ -380,8 +369,8 @@ def layer_weights(cfg: DictConfig, out: Path) -> dict[str, Any]:
     folder = out / "layer_weights"
     folder.mkdir(parents=True, exist_ok=True)
     rows = [{"task": t, "hidden_state": i, "weight": float(v)} for t, w in weights.items() for i, v in enumerate(w)]
-    save_table(pd.DataFrame(rows), folder / "layer_weights.csv")
-    save_figure(layer_weights_figure(weights), folder / "layer_weights.png")
+    write_csv(pd.DataFrame(rows), folder / "layer_weights.csv")
+    save_figure(layer_weights_figure(weights), folder / "layer_weights.png", dpi=120)
     return {t: int(np.argmax(w)) for t, w in weights.items()}
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import pandas as pd
 from hydra import compose, initialize_config_dir
 
-import m3bert.config  # noqa: F401  (registers the typed schemas)
-from m3bert.checkpoint import atomic_write, write_json
+import m3bert.training.schemas  # noqa: F401  (registers the typed schemas)
+from m3bert.common.files import write_csv, write_json, write_text
 from m3bert.prepare import prepare
 from m3bert.report import markdown_table
 from m3bert.train import run
@@ -100,7 +100,7 @@ def write_report(report: Path, table: pd.DataFrame, root: Path, pretrain: dict, 
     for name, source in figures.items():
         if source.exists():
             shutil.copyfile(source, report / name)
-    atomic_write(report / "results.csv", lambda h: h.write(table.to_csv(index=False).encode()))
+    write_csv(table, report / "results.csv")
     write_json({"pretrain": pretrain, "finetune": summaries, "wall_time_s": seconds}, report / "results.json")
     lines = [
         "# M3BERT on the demo corpus", "",
@@ -112,7 +112,7 @@ def write_report(report: Path, table: pd.DataFrame, root: Path, pretrain: dict, 
         "![pre-training loss](pretrain_loss.png)", "", "![masked input, reconstruction, original](reconstruction.png)",
         "",
     ]
-    atomic_write(report / "README.md", lambda h: h.write("\n".join(lines).encode()))
+    write_text("\n".join(lines), report / "README.md")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Export a pre-training run as a model folder: ``python -m m3bert.export run=<run folder> out=<folder>``.
 
-The folder (``config.json`` + ``model.safetensors``, see ``m3bert.pretrained``) holds the encoder of the run's best
+The folder (``config.json`` + ``model.safetensors``, see ``m3bert.inference.pretrained``) holds the encoder of the run's best
 checkpoint (else its latest), the front end it was trained on and its pre-training crop length; it loads with
-``M3BERT.from_pretrained(out)`` or ``Representations.from_pretrained(out)`` and feeds ``python -m m3bert.extract``.
+``m3bert.inference.pretrained.load_pretrained(out)`` or ``Representations.from_pretrained(out)`` and feeds ``python -m m3bert.extract``.
 Add ``features=<name>`` to state the feature set when the run doesn't record one (it is then checked against the
 encoder's input size), or to check that it is the one you expect.
 """
@@ -16,7 +16,7 @@ import hydra
 from omegaconf import DictConfig
 
 from m3bert.features import SpectralConfig
-from m3bert.pretrained import FrontEnd, load_pretrained, save_pretrained
+from m3bert.inference.pretrained import FrontEnd, load_pretrained, save_pretrained
 
 log = logging.getLogger(__name__)
 

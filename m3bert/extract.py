@@ -3,7 +3,7 @@
 ``model_path`` is an exported model folder (``python -m m3bert.export``) or a pre-training run folder. ``input`` is an
 audio file, a folder (searched recursively for ``extensions``) or a manifest csv whose ``manifest_column`` holds
 audio paths (relative to the csv's folder, or absolute). Every file is decoded, mixed to mono and resampled to the
-model's rate, turned into the model's features and encoded in overlapping windows (see ``m3bert.representations``).
+model's rate, turned into the model's features and encoded in overlapping windows (see ``m3bert.inference.representations``).
 Writes into ``output``:
 
 - ``frames/<id>.npy``: (layers, frames, hidden) hidden states of the selected ``layers`` (with ``frame_level=true``);
@@ -38,10 +38,10 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from m3bert.checkpoint import atomic_write, write_json
+from m3bert.common.files import write_csv, write_json, write_npy, write_npz
 from m3bert.features import AudioError, audio_info
-from m3bert.pretrained import fingerprint
-from m3bert.representations import Representations
+from m3bert.inference.pretrained import fingerprint
+from m3bert.inference.representations import Representations
 
 log = logging.getLogger(__name__)
 SETTINGS_FILE = "extract.json"
@@ -152,7 +152,7 @@ def encode_to_disk(rep: Representations, features: np.ndarray, frames_path: Path
 
 
 def save_array(path: Path, array: np.ndarray) -> None:
-    atomic_write(path, lambda handle: np.save(handle, array))
+    write_npy(array, path)
 
 
 def settings_of(rep: Representations, cfg: DictConfig) -> dict[str, Any]:
@@ -203,7 +203,7 @@ def index_row(rep: Representations, outputs: Outputs, id_: str, audio: Path) -> 
 
 def write_table(rows: list[dict], path: Path, columns: list[str]) -> None:
     table = pd.DataFrame(rows, columns=columns)
-    atomic_write(path, lambda handle: handle.write(table.to_csv(index=False).encode()))
+    write_csv(table, path)
 
 
 def pack_npz(rows: list[dict], outputs: Outputs, path: Path) -> None:
@@ -219,7 +219,7 @@ def pack_npz(rows: list[dict], outputs: Outputs, path: Path) -> None:
     if outputs.frame_level:
         for r in rows:
             arrays[f"frames/{r['id']}"] = np.load(outputs.frames(r["id"]), mmap_mode="r")
-    atomic_write(path, lambda handle: np.savez(handle, **arrays))
+    write_npz(path, **arrays)
 
 
 def _as_layers(spec):

@@ -21,7 +21,7 @@ import os
 import torch
 from torch import nn
 
-from m3bert.representations import Representations
+from m3bert.inference.representations import Representations
 
 # The paper's base model with the default layer="mean", for tools that read these before loading a model;
 # a loaded model's own attributes are what counts.
@@ -66,7 +66,7 @@ def load_model(model_file_path: str = "", layer: str | int = "mean", window_fram
         model_file_path: exported model folder or pre-training run folder; empty reads ``$M3BERT_HEAR_MODEL``
             (m3bert ships no default weights).
         layer: ``mean`` (default), ``last``, ``concat`` or a hidden-state index (0 = embedding output).
-        window_frames / batch_size: see :class:`m3bert.representations.Representations`.
+        window_frames / batch_size: see :class:`m3bert.inference.representations.Representations`.
     """
     path = model_file_path or os.environ.get(MODEL_ENV, "")
     if not path:

@@ -29,10 +29,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
-import m3bert.config  # noqa: F401  (registers the typed schemas before Hydra composes)
-from m3bert.checkpoint import atomic_write, write_json
-from m3bert.datasets.base import SPLITS, Track
-from m3bert.datasets.splits import random_split
+import m3bert.training.schemas  # noqa: F401  (registers the typed schemas before Hydra composes)
+from m3bert.common.files import write_csv, write_json, write_npy
+from m3bert.adapters.base import SPLITS, Track
+from m3bert.adapters.splits import random_split
 from m3bert.features import AudioError, audio_info, load_audio
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ def existing_frames(path: Path, feature_dim: int) -> int | None:
 
 
 def save_features(path: Path, features: np.ndarray) -> None:
-    atomic_write(path, lambda handle: np.save(handle, features))
+    write_npy(features, path)
 
 
 def manifest_row(clip: Excerpt, frames: int, split: str) -> dict[str, Any]:
@@ -198,7 +198,7 @@ def extract(clips: list[Excerpt], splits: dict[str, str], extractor: torch.nn.Mo
 
 def write_table(rows: list[dict], path: Path, columns: list[str] | None = None) -> None:
     table = pd.DataFrame(rows, columns=columns)
-    atomic_write(path, lambda handle: handle.write(table.to_csv(index=False).encode()))
+    write_csv(table, path)
 
 
 def prepare(cfg: DictConfig) -> dict[str, Any]:

@@ -13,9 +13,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-import m3bert.config  # noqa: F401  (registers the typed schemas before Hydra composes)
-from m3bert import distributed
-from m3bert.trainer import Trainer
+import m3bert.training.schemas  # noqa: F401  (registers the typed schemas before Hydra composes)
+from m3bert.training import distributed
+from m3bert.training.trainer import Trainer
 
 
 def fit(cfg: DictConfig, run_dir: str | Path) -> dict:

@@ -8,7 +8,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-import m3bert.config  # noqa: F401  (registers the typed schemas)
+import m3bert.training.schemas  # noqa: F401  (registers the typed schemas)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"

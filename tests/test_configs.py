@@ -21,7 +21,7 @@ def test_every_experiment_composes_and_runs(experiment, tmp_path, pretrained):
                      f"encoder.checkpoint={pretrained}"]
         cfg = make_config(f"+experiment={experiment}", *overrides)
     assert cfg.name  # every recipe names its runs
-    if cfg.stage._target_ == "m3bert.probing.run":
+    if cfg.stage._target_ == "m3bert.training.probing.run":
         cfg = make_config(f"+experiment={experiment}", *overrides, "probe.epochs=2", "probe.learning_rates=[1e-3]",
                           "probe.progress=false")
         summary = run(cfg, tmp_path / "run")
@@ -76,7 +76,7 @@ def test_every_masking_option_builds(masking):
 
 
 def test_run_folder_names_are_one_safe_path_component():
-    from m3bert.config import run_folder_name
+    from m3bert.training.schemas import run_folder_name
 
     assert run_folder_name("masking.ratio=0.1") == "masking.ratio=0.1"
     assert "/" not in run_folder_name("encoder.checkpoint=/runs/a/b")

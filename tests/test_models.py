@@ -3,7 +3,8 @@ import torch
 
 from m3bert.data import Batch
 from m3bert.masking import Masker
-from m3bert.models import M3BERT, M3BERTConfig, MaskedReconstruction
+from m3bert.models import M3BERT, M3BERTConfig
+from m3bert.objectives import MaskedReconstruction
 
 TINY = dict(input_dim=12, hidden_size=16, num_layers=2, num_heads=2, ffn_size=32, dropout=0.0, max_positions=64)
 

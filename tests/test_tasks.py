@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from conftest import TINY, make_config, write_task_data
-from m3bert import checkpoint
+from m3bert.training import checkpoint
 from m3bert.data import collate
-from m3bert.tasks import MultiTaskDataset, MultiTaskModel, resolve_task
+from m3bert.objectives import MultiTaskModel
+from m3bert.tasks import MultiTaskDataset, resolve_task
 from m3bert.train import run
 
 TINY_MODEL = dict(input_dim=324, hidden_size=32, num_layers=2, num_heads=4, ffn_size=64, dropout=0.0,
@@ -70,7 +71,7 @@ def test_a_clip_without_a_label_gives_its_head_exactly_zero_gradient(two_tasks):
     out.loss_sum.backward()
     assert all(p.grad is None or p.grad.abs().max() == 0 for p in model.heads["emotion"].parameters())
     assert any(p.grad is not None and p.grad.abs().max() > 0 for p in model.heads["genre"].parameters())
-    torch.testing.assert_close(out.loss_sum, out.logs["genre_loss"])
+    torch.testing.assert_close(out.loss_sum, out.logs["genre/loss"])
 
 
 def test_frozen_encoder_stays_bit_identical(tmp_path, two_tasks, pretrained):
@@ -165,7 +166,7 @@ def test_metrics_and_best_checkpoint_selection(tmp_path, two_tasks, pretrained):
 def test_encoder_checkpoint_errors_are_clear(tmp_path, two_tasks):
     with pytest.raises(ValueError, match="needs encoder.checkpoint"):
         MultiTaskModel(two_tasks, TINY_MODEL, {"mode": "frozen"}, feature_dim=324)
-    with pytest.raises(FileNotFoundError, match="no checkpoint file there"):
+    with pytest.raises(FileNotFoundError, match="encoder.checkpoint=.*nowhere: no such model folder"):
         MultiTaskModel(two_tasks, TINY_MODEL, {"mode": "frozen", "checkpoint": str(tmp_path / "nowhere")},
                        feature_dim=324)
 

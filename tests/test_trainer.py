@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from conftest import ROOT, TINY, make_config
-from m3bert import checkpoint
+from m3bert.training import checkpoint
 from m3bert.train import run
-from m3bert.trainer import Trainer
+from m3bert.training.trainer import Trainer
 
 QUICK = [*TINY, "dataset=random", "dataset.max_frames=64", "trainer.batch_size=4", "trainer.log_every=1",
          "trainer.image_every=0", "scheduler.warmup_steps=2"]

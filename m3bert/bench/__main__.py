@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from m3bert.checkpoint import write_json
+from m3bert.common.files import write_json
 
 
 def _pretrain(cuda: bool) -> dict:
@@ -26,7 +26,7 @@ def _features(cuda: bool) -> dict:
 
 
 def _extract(cuda: bool) -> dict:
-    from m3bert.bench import extract
+    from m3bert.bench import embeddings as extract
 
     gpu = {"cuda": extract.run("cuda"), "cuda_bf16": extract.run("cuda", dtype="bfloat16")} if cuda else {}
     return {"cpu": extract.run("cpu"), **gpu}

@@ -14,7 +14,8 @@ from torch import nn
 
 from m3bert.data import Batch
 from m3bert.masking import Masker
-from m3bert.models import M3BERTConfig, MaskedReconstruction, ReconstructionHead, StepOutput
+from m3bert.models import M3BERTConfig
+from m3bert.objectives import MaskedReconstruction, ReconstructionHead, StepOutput
 
 # Peak dense bf16 throughput, for model-FLOPs utilisation on GPUs we know.
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}

@@ -3,6 +3,7 @@
 from m3bert.data.manifest import (
     Batch,
     Clip,
+    ClipDataset,
     ManifestDataset,
     ManifestError,
     RandomFeatureDataset,
@@ -12,6 +13,6 @@ from m3bert.data.manifest import (
 from m3bert.data.sampler import EpochSampler, shard
 
 __all__ = [
-    "Batch", "Clip", "EpochSampler", "ManifestDataset", "ManifestError", "RandomFeatureDataset", "collate",
+    "Batch", "Clip", "ClipDataset", "EpochSampler", "ManifestDataset", "ManifestError", "RandomFeatureDataset", "collate",
     "read_manifest", "shard",
 ]

@@ -66,7 +66,15 @@ def crop_start(length: int, max_frames: int | None, mode: str, key: tuple[int, .
     return int(np.random.default_rng(key).integers(0, length - max_frames + 1))
 
 
-class ManifestDataset(Dataset):
+class ClipDataset(Dataset):
+    """What the trainer reads: items are :class:`Clip` s, indexed by row or by ``(row, seed, epoch)`` (from
+    :class:`m3bert.data.sampler.EpochSampler`, so random crops are reproducible)."""
+
+    #: (len(self),) per-clip sampling weights, or None for plain shuffling.
+    sampling_weights: torch.Tensor | None = None
+
+
+class ManifestDataset(ClipDataset):
     """Clips listed in a manifest csv, memory-mapped and cropped to at most ``max_frames`` frames.
 
     Items are indexed by row, or by ``(row, seed, epoch)`` from :class:`m3bert.data.sampler.EpochSampler` so that
@@ -155,7 +163,7 @@ def read_manifest(path: Path, min_frames: int = 1) -> pd.DataFrame:
     return table
 
 
-class RandomFeatureDataset(Dataset):
+class RandomFeatureDataset(ClipDataset):
     """Generated features with learnable structure (smooth, correlated channels), for tests and smoke runs only.
 
     Each clip mixes a few slowly varying sinusoids through a fixed random projection, plus noise; clip ``i`` is the

@@ -1,6 +1,5 @@
-"""The M3BERT encoder and its pre-training head."""
+"""The M3BERT encoder. Models take tensors and import nothing else of m3bert."""
 
 from m3bert.models.encoder import M3BERT, EncoderOutput, M3BERTConfig
-from m3bert.models.pretraining import MaskedReconstruction, ReconstructionHead, StepOutput
 
-__all__ = ["EncoderOutput", "M3BERT", "M3BERTConfig", "MaskedReconstruction", "ReconstructionHead", "StepOutput"]
+__all__ = ["EncoderOutput", "M3BERT", "M3BERTConfig"]

@@ -199,19 +199,6 @@ class M3BERT(nn.Module):
             x = layer(x, attn_mask)
         return maps
 
-    def save_pretrained(self, folder, feature_set: str | None = None, **kwargs):
-        """Write ``folder/config.json`` + ``model.safetensors``; see :func:`m3bert.pretrained.save_pretrained`."""
-        from m3bert.pretrained import save_pretrained  # imported here: m3bert.pretrained imports this module
-
-        return save_pretrained(self, folder, feature_set, **kwargs)
-
-    @classmethod
-    def from_pretrained(cls, path, feature_set: str | None = None, map_location="cpu") -> "M3BERT":
-        """An exported folder or a pre-training run folder; see :func:`m3bert.pretrained.from_pretrained`."""
-        from m3bert.pretrained import from_pretrained
-
-        return from_pretrained(path, feature_set, map_location)
-
 
 def _init_weights(module: nn.Module) -> None:
     # BERT's initialisation: N(0, 0.02) weights, zero biases, unit LayerNorm.

@@ -1,6 +1,6 @@
-"""Downstream tasks: labelled datasets, the multi-task model with its heads, and metrics."""
+"""Downstream tasks: what a task is, its labelled datasets, the heads that sit on an encoder for it, and metrics.
+The objective that trains them is :class:`m3bert.objectives.MultiTaskModel`."""
 
-from m3bert.tasks.model import MultiTaskModel, load_encoder
 from m3bert.tasks.task import MultiTaskDataset, Task, TaskDataset, resolve_task
 
-__all__ = ["MultiTaskDataset", "MultiTaskModel", "Task", "TaskDataset", "load_encoder", "resolve_task"]
+__all__ = ["MultiTaskDataset", "Task", "TaskDataset", "resolve_task"]

@@ -15,10 +15,9 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset
 
-from m3bert.data import Clip, ManifestDataset, read_manifest
-from m3bert.datasets.base import TAG_SEPARATOR
+from m3bert.data import Clip, ClipDataset, ManifestDataset, read_manifest
+from m3bert.adapters.base import TAG_SEPARATOR
 
 TASK_TYPES = ("multiclass", "multilabel", "regression")
 SPLIT_FILES = {"train": "train.csv", "valid": "valid.csv", "test": "test.csv"}
@@ -99,7 +98,7 @@ def _resolve(name, kind, root, label, classes, top_k, weight) -> Task:
     return Task(name, kind, root, label, tuple(sorted(vocabulary)), weight=weight)
 
 
-class TaskDataset(Dataset):
+class TaskDataset(ClipDataset):
     """A split of one prepared folder, served to the tasks that read it: the manifest's clips that carry a label of
     at least one of them, each labelled (under the task's name) for every one of those tasks whose label it carries.
 
@@ -133,7 +132,7 @@ class TaskDataset(Dataset):
         return clip._replace(index=index, labels=self.labels[index])
 
 
-class MultiTaskDataset(Dataset):
+class MultiTaskDataset(ClipDataset):
     """The clips of several tasks' prepared folders, one folder after the other; each clip is labelled for the
     tasks that read its folder and whose label it carries.
 

@@ -25,7 +25,7 @@ from m3bert.analyze import (
     strongest_pairs,
 )
 from m3bert.features import M3BERT_BLOCKS
-from m3bert.representations import Representations
+from m3bert.inference.representations import Representations
 
 
 def test_running_correlation_is_pearsons_r_whatever_the_chunks():

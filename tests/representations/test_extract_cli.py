@@ -15,7 +15,7 @@ from tiny_models import export_tiny, write_audio
 
 from m3bert import extract as extract_module
 from m3bert.extract import extract
-from m3bert.representations import Representations
+from m3bert.inference.representations import Representations
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,7 @@ from tiny_models import export_tiny, tiny_encoder
 
 from m3bert.export import export, front_end_of
 from m3bert.models import M3BERT
-from m3bert.pretrained import CONFIG_FILE, WEIGHTS_FILE, FrontEnd, from_pretrained, load_pretrained, save_pretrained
-from m3bert.tasks.model import load_encoder
+from m3bert.inference.pretrained import CONFIG_FILE, WEIGHTS_FILE, FrontEnd, from_pretrained, load_pretrained, save_pretrained
 
 
 def _all_states(encoder: M3BERT, x: torch.Tensor) -> list[torch.Tensor]:
@@ -41,9 +40,9 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path):
 
 def test_model_methods_delegate_to_the_folder_format(tmp_path):
     encoder = tiny_encoder(input_dim=128)
-    encoder.save_pretrained(tmp_path / "m")  # the feature set is inferred from the input size
+    save_pretrained(encoder, tmp_path / "m")  # the feature set is inferred from the input size
     assert load_pretrained(tmp_path / "m").front_end.feature_set == "logmel128"
-    again = M3BERT.from_pretrained(tmp_path / "m", feature_set="logmel128")
+    again = from_pretrained(tmp_path / "m", feature_set="logmel128")
     x = torch.randn(1, 20, 128)
     assert torch.equal(encoder(x).last_hidden_state, again(x).last_hidden_state)
 
@@ -53,7 +52,7 @@ def test_a_run_folder_loads_its_best_checkpoint(pretrained):
     assert loaded.source.name == "best.pt"
     assert loaded.front_end.feature_set == "m3bert324"  # the only 324-dim feature set
     assert loaded.training_frames == 128  # dataset.max_frames of the smoke run
-    reference = load_encoder(pretrained)
+    reference = from_pretrained(pretrained)
     for (name, a), (_, b) in zip(loaded.encoder.state_dict().items(), reference.state_dict().items()):
         assert torch.equal(a, b), name
 
@@ -63,7 +62,7 @@ def test_export_composes_with_hydra_and_writes_a_loadable_folder(pretrained, tmp
         cfg = compose("export", overrides=[f"run={pretrained}", f"out={tmp_path / 'out'}", "features=m3bert324"])
     export(cfg.run, cfg.out, front_end_of(cfg.features))
     x = torch.randn(1, 30, 324)
-    exported, original = from_pretrained(tmp_path / "out"), load_encoder(pretrained).eval()
+    exported, original = from_pretrained(tmp_path / "out"), from_pretrained(pretrained).eval()
     for a, b in zip(_all_states(exported, x), _all_states(original, x)):
         assert torch.equal(a, b)
     assert json.loads((tmp_path / "out" / CONFIG_FILE).read_text())["source"].endswith("best.pt")

@@ -14,8 +14,8 @@ import torch
 from tiny_models import export_tiny, tiny_encoder, write_audio
 
 from m3bert.features import AudioError, load_audio
-from m3bert.pretrained import FrontEnd
-from m3bert.representations import Representations, plan_windows, resolve_layers
+from m3bert.inference.pretrained import FrontEnd
+from m3bert.inference.representations import Representations, plan_windows, resolve_layers
 
 
 @pytest.mark.parametrize("frames,window,overlap,r", [(10, 4, 2, 1), (300, 64, 16, 1), (301, 64, 16, 2),

@@ -11,7 +11,7 @@ import torch
 
 from m3bert.features.synth import synthetic_music
 from m3bert.models import M3BERT, M3BERTConfig
-from m3bert.pretrained import save_pretrained
+from m3bert.inference.pretrained import save_pretrained
 
 
 def tiny_encoder(input_dim: int = 324, downsample: int = 1, seed: int = 0, **overrides) -> M3BERT:
