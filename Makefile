@@ -1,6 +1,8 @@
 # m3bert: `make help` lists the targets.
 PYTHON ?= python3
 PYTEST ?= $(PYTHON) -m pytest
+# Pins torch to the CPU build; `make install CONSTRAINTS=` keeps a torch you installed yourself (e.g. a CUDA build).
+CONSTRAINTS ?= .ci/constraints.txt
 export WANDB_MODE ?= offline
 
 .DEFAULT_GOAL := help
@@ -17,7 +19,7 @@ install: ## Install m3bert and its test dependencies (pip, editable), and FluidS
 	  else \
 	    echo "FluidSynth is missing: install libfluidsynth3 (Debian/Ubuntu, as root), fluid-synth (Homebrew)"; \
 	  fi; }
-	$(PYTHON) -m pip install -e ".[dev]"
+	$(PYTHON) -m pip install $(if $(CONSTRAINTS),-c $(CONSTRAINTS),) -e ".[dev,demo]"
 
 .PHONY: smoke
 smoke: ## Pre-train a tiny model on generated features for 20 steps (seconds)
@@ -26,6 +28,11 @@ smoke: ## Pre-train a tiny model on generated features for 20 steps (seconds)
 .PHONY: demo
 demo: ## The whole study on the embedded demo corpus (QUICK=1: small corpus, about 3 minutes; default about 25)
 	$(PYTHON) -m m3bert.demo $(if $(QUICK),--quick,)
+
+.PHONY: lint
+lint: ## Lint and check formatting (ruff); `ruff format m3bert tests` fixes the formatting
+	$(PYTHON) -m ruff check m3bert tests
+	$(PYTHON) -m ruff format --check m3bert tests
 
 .PHONY: test
 test: ## Run the default test suite (minutes on 2 cores)
@@ -41,7 +48,7 @@ test-gpu: ## Run only the tests that need CUDA
 
 .PHONY: bench
 bench: ## Benchmarks; results go to bench-results/*.json
-	$(PYTHON) -m pip install -q -e ".[bench]"
+	$(PYTHON) -m pip install -q $(if $(CONSTRAINTS),-c $(CONSTRAINTS),) -e ".[bench]"
 	$(PYTHON) -m m3bert.bench --out bench-results
 
 .PHONY: clean

@@ -24,24 +24,28 @@ from __future__ import annotations
 import logging
 import re
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import hydra
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from m3bert.training import checkpoint
+from m3bert.common.configs import config_dir
 from m3bert.common.figures import save_figure
 from m3bert.common.files import write_csv, write_json, write_npz
 from m3bert.extract import assign_ids, find_inputs
 from m3bert.features import AudioError, load_audio
 from m3bert.inference.representations import Representations
+from m3bert.training import checkpoint
 
 log = logging.getLogger(__name__)
-P_VALUE_NOTE = ("nominal two-sided p-values of the t-test of r = 0 with n_frames - 2 degrees of freedom; frames are "
-                "autocorrelated, so the effective sample size is much smaller and these p-values are far too small")
+P_VALUE_NOTE = (
+    "nominal two-sided p-values of the t-test of r = 0 with n_frames - 2 degrees of freedom; frames are "
+    "autocorrelated, so the effective sample size is much smaller and these p-values are far too small"
+)
 
 
 # ----------------------------------------------------------------------------------------------- statistics
@@ -105,8 +109,9 @@ def column_labels(blocks: dict[str, slice]) -> tuple[list[str], list[str]]:
     return names, owners
 
 
-def strongest_pairs(r: np.ndarray, p: np.ndarray, layers: list[int], targets: list[str], owners: list[str],
-                    top_k: int, n: int) -> pd.DataFrame:
+def strongest_pairs(
+    r: np.ndarray, p: np.ndarray, layers: list[int], targets: list[str], owners: list[str], top_k: int, n: int
+) -> pd.DataFrame:
     """The ``top_k`` (layer, unit, target) triples of largest |r|, strongest first; r is (layers, units, targets)."""
     flat = np.nan_to_num(np.abs(r), nan=-1.0).ravel()
     k = min(top_k, int((flat >= 0).sum()))
@@ -115,10 +120,17 @@ def strongest_pairs(r: np.ndarray, p: np.ndarray, layers: list[int], targets: li
     top = np.argpartition(-flat, k - 1)[:k]
     top = top[np.argsort(-flat[top], kind="stable")]
     li, ui, ti = np.unravel_index(top, r.shape)
-    return pd.DataFrame({
-        "layer": [layers[i] for i in li], "unit": ui, "feature": [targets[i] for i in ti],
-        "block": [owners[i] for i in ti], "r": r[li, ui, ti], "p_value_nominal": p[li, ui, ti], "n_frames": n,
-    })
+    return pd.DataFrame(
+        {
+            "layer": [layers[i] for i in li],
+            "unit": ui,
+            "feature": [targets[i] for i in ti],
+            "block": [owners[i] for i in ti],
+            "r": r[li, ui, ti],
+            "p_value_nominal": p[li, ui, ti],
+            "n_frames": n,
+        }
+    )
 
 
 def block_max_abs_r(r: np.ndarray, owners: list[str]) -> tuple[np.ndarray, list[str]]:
@@ -143,15 +155,17 @@ def _pyplot():
 
 def heatmap_figure(matrix: np.ndarray, layers: list[int], blocks: list[str], title: str):
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(blocks) + 2.5), max(3.0, 0.35 * len(layers) + 1.5)),
-                           constrained_layout=True)
+    fig, ax = plt.subplots(
+        figsize=(max(4.0, 0.9 * len(blocks) + 2.5), max(3.0, 0.35 * len(layers) + 1.5)), constrained_layout=True
+    )
     image = ax.imshow(matrix, aspect="auto", cmap="viridis", vmin=0, vmax=1, origin="lower")
     ax.set_xticks(range(len(blocks)), blocks, rotation=45, ha="right")
     ax.set_yticks(range(len(layers)), [("embedding" if i == 0 else f"layer {i}") for i in layers])
     if matrix.size <= 400:
         for (i, j), value in np.ndenumerate(matrix):
-            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if value < 0.6 else "black")
+            ax.text(
+                j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white" if value < 0.6 else "black"
+            )
     fig.colorbar(image, ax=ax, label="max |r|")
     ax.set_title(title)
     return fig
@@ -159,8 +173,9 @@ def heatmap_figure(matrix: np.ndarray, layers: list[int], blocks: list[str], tit
 
 def layer_weights_figure(weights: dict[str, np.ndarray]):
     plt = _pyplot()
-    fig, axes = plt.subplots(len(weights), 1, figsize=(7, 2.2 * len(weights) + 0.5), squeeze=False,
-                             constrained_layout=True)
+    fig, axes = plt.subplots(
+        len(weights), 1, figsize=(7, 2.2 * len(weights) + 0.5), squeeze=False, constrained_layout=True
+    )
     for ax, (task, w) in zip(axes[:, 0], weights.items()):
         ax.bar(range(len(w)), w, color="tab:blue")
         ax.axhline(1 / len(w), color="grey", linewidth=0.8, linestyle="--", label="uniform")
@@ -178,11 +193,17 @@ def attention_figure(maps: list[np.ndarray], titles: list[str], seconds: float, 
     cols = min(4, len(maps))
     rows = -(-len(maps) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False, constrained_layout=True)
-    for ax in axes.ravel()[len(maps):]:
+    for ax in axes.ravel()[len(maps) :]:
         ax.axis("off")
     for ax, values, title in zip(axes.ravel(), maps, titles):
-        ax.imshow(values, cmap="magma", origin="upper", extent=(0, seconds, seconds, 0), interpolation="nearest",
-                  vmax=float(np.quantile(values, 0.99)) or None)
+        ax.imshow(
+            values,
+            cmap="magma",
+            origin="upper",
+            extent=(0, seconds, seconds, 0),
+            interpolation="nearest",
+            vmax=float(np.quantile(values, 0.99)) or None,
+        )
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("key (s)", fontsize=8)
         ax.set_ylabel("query (s)", fontsize=8)
@@ -233,17 +254,24 @@ def load_descriptors(folder: Path, id_: str, timestamps: np.ndarray, frames: int
         return per_token(values.astype(np.float64), r), names
     if len(values) == tokens:
         return values.astype(np.float64), names
-    raise ValueError(f"{source}: {len(values)} rows, but the clip has {frames} input frames and {tokens} output "
-                     "frames; give one row per frame, or a time_s column to interpolate from")
+    raise ValueError(
+        f"{source}: {len(values)} rows, but the clip has {frames} input frames and {tokens} output "
+        "frames; give one row per frame, or a time_s column to interpolate from"
+    )
 
 
 def _representations(cfg: DictConfig) -> Representations:
     if not cfg.model_path:
         raise ValueError("this analysis needs model_path=<exported model folder or pre-training run folder>")
     layers = OmegaConf.to_object(cfg.layers) if OmegaConf.is_config(cfg.layers) else cfg.layers
-    return Representations.from_pretrained(cfg.model_path, layers=layers, window_frames=cfg.window.frames,
-                                           overlap_frames=cfg.window.overlap_frames, batch_size=cfg.batch_size,
-                                           device=cfg.device)
+    return Representations.from_pretrained(
+        cfg.model_path,
+        layers=layers,
+        window_frames=cfg.window.frames,
+        overlap_frames=cfg.window.overlap_frames,
+        batch_size=cfg.batch_size,
+        device=cfg.device,
+    )
 
 
 def _clips(cfg: DictConfig) -> dict[Path, str]:
@@ -257,8 +285,13 @@ def _clips(cfg: DictConfig) -> dict[Path, str]:
 
 
 # --------------------------------------------------------------------------------------------- analyses
-def correlate(rep: Representations, clips: dict[Path, str], descriptors: Path | None, max_seconds: float | None,
-              progress: bool = False) -> tuple[np.ndarray, int, list[str], list[str], list[str]]:
+def correlate(
+    rep: Representations,
+    clips: dict[Path, str],
+    descriptors: Path | None,
+    max_seconds: float | None,
+    progress: bool = False,
+) -> tuple[np.ndarray, int, list[str], list[str], list[str]]:
     """r (layers, units, targets) between hidden units and targets over all output frames of ``clips``, the number
     of frames, the targets' names and blocks, and the clips skipped as unreadable."""
     from tqdm import tqdm
@@ -277,8 +310,9 @@ def correlate(rep: Representations, clips: dict[Path, str], descriptors: Path | 
         if descriptors is None:
             targets = per_token(feats.astype(np.float64), rep.downsample)
         else:
-            targets, clip_names = load_descriptors(descriptors, id_, rep.timestamps(tokens).numpy(), len(feats),
-                                                   rep.downsample)
+            targets, clip_names = load_descriptors(
+                descriptors, id_, rep.timestamps(tokens).numpy(), len(feats), rep.downsample
+            )
             if acc is None:
                 names, owners = clip_names, clip_names
             elif clip_names != names:
@@ -303,19 +337,35 @@ def correlation(cfg: DictConfig, out: Path) -> dict[str, Any]:
     folder = out / "correlation"
     folder.mkdir(parents=True, exist_ok=True)
     write_csv(strongest_pairs(r, p, layers, names, owners, cfg.correlation.top_k, n), folder / "strongest_pairs.csv")
-    by_layer = [strongest_pairs(r[i : i + 1], p[i : i + 1], [layer], names, owners, cfg.correlation.per_layer_k, n)
-                for i, layer in enumerate(layers)]
+    by_layer = [
+        strongest_pairs(r[i : i + 1], p[i : i + 1], [layer], names, owners, cfg.correlation.per_layer_k, n)
+        for i, layer in enumerate(layers)
+    ]
     write_csv(pd.concat(by_layer, ignore_index=True), folder / "strongest_pairs_by_layer.csv")
     matrix, blocks = block_max_abs_r(r, owners)
     write_csv(pd.DataFrame(matrix, columns=blocks).assign(layer=layers)[["layer", *blocks]], folder / "max_abs_r.csv")
     what = "input features" if descriptors is None else "descriptors"
     used = len(clips) - len(skipped)
-    save_figure(heatmap_figure(matrix, layers, blocks, f"max |r| of units with {what} ({used} clips, {n} frames)"),
-                folder / "heatmap.png", dpi=120)
-    write_npz(folder / "r.npz", r=r.astype(np.float32), layers=np.array(layers), targets=np.array(names),
-              blocks=np.array(owners))
-    summary = {"clips": used, "skipped": skipped, "n_frames": n, "targets": what, "p_values": P_VALUE_NOTE,
-               "strongest": {b: float(np.nanmax(matrix[:, j])) for j, b in enumerate(blocks)}}
+    save_figure(
+        heatmap_figure(matrix, layers, blocks, f"max |r| of units with {what} ({used} clips, {n} frames)"),
+        folder / "heatmap.png",
+        dpi=120,
+    )
+    write_npz(
+        folder / "r.npz",
+        r=r.astype(np.float32),
+        layers=np.array(layers),
+        targets=np.array(names),
+        blocks=np.array(owners),
+    )
+    summary = {
+        "clips": used,
+        "skipped": skipped,
+        "n_frames": n,
+        "targets": what,
+        "p_values": P_VALUE_NOTE,
+        "strongest": {b: float(np.nanmax(matrix[:, j])) for j, b in enumerate(blocks)},
+    }
     write_json(summary, folder / "summary.json")
     return summary
 
@@ -339,8 +389,11 @@ def attention(cfg: DictConfig, out: Path) -> dict[str, Any]:
     save_figure(attention_figure([m.mean(0) for m in maps], titles, span, where), folder / "layers.png", dpi=120)
     layer = cfg.attention.heads_of_layer % len(maps)
     titles = [f"head {h}" for h in range(len(maps[layer]))]
-    save_figure(attention_figure(list(maps[layer]), titles, span, f"{where}: the heads of layer {layer + 1}"),
-                folder / f"heads_layer{layer + 1}.png", dpi=120)
+    save_figure(
+        attention_figure(list(maps[layer]), titles, span, f"{where}: the heads of layer {layer + 1}"),
+        folder / f"heads_layer{layer + 1}.png",
+        dpi=120,
+    )
     write_npz(folder / "attention_maps.npz", **{f"layer{i + 1}": m for i, m in enumerate(maps)})
     return {"clip": str(clip), "offset_s": cfg.attention.offset_s, "seconds": span, "layers": len(maps)}
 
@@ -357,8 +410,10 @@ def featurizer_weights(path: str | Path) -> dict[str, np.ndarray]:
     model = state.get("model", {}) if isinstance(state, dict) else {}
     found = {m["task"]: v.float().softmax(0).numpy() for k, v in model.items() if (m := FEATURIZER_WEIGHTS.match(k))}
     if not found:
-        raise ValueError(f"{file}: no weighted-sum featurizer weights (heads.<task>.featurizer.weights); the run used "
-                         "featurizer=last or a fixed layer, or is not a fine-tuning run")
+        raise ValueError(
+            f"{file}: no weighted-sum featurizer weights (heads.<task>.featurizer.weights); the run used "
+            "featurizer=last or a fixed layer, or is not a fine-tuning run"
+        )
     return found
 
 
@@ -375,7 +430,10 @@ def layer_weights(cfg: DictConfig, out: Path) -> dict[str, Any]:
 
 
 ANALYSES: dict[str, Callable[[DictConfig, Path], dict[str, Any]]] = {
-    "correlation": correlation, "attention": attention, "layer_weights": layer_weights}
+    "correlation": correlation,
+    "attention": attention,
+    "layer_weights": layer_weights,
+}
 
 
 def analyze(cfg: DictConfig) -> dict[str, Any]:
@@ -392,7 +450,7 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
     return results
 
 
-@hydra.main(config_path="../conf", config_name="analyze", version_base="1.3")
+@hydra.main(config_path=config_dir(), config_name="analyze", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     analyze(cfg)
 

@@ -22,18 +22,18 @@ import pandas as pd
 from hydra import compose, initialize_config_dir
 
 import m3bert.training.schemas  # noqa: F401  (registers the typed schemas)
+from m3bert.common.configs import config_dir
 from m3bert.common.files import write_csv, write_json, write_text
 from m3bert.prepare import prepare
 from m3bert.report import markdown_table
 from m3bert.train import run
 
 log = logging.getLogger("m3bert.demo")
-CONF = Path(__file__).resolve().parent.parent / "conf"
 MODES = ("frozen", "finetune", "scratch", "baseline")
 
 
 def compose_config(name: str, overrides: list[str]):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         return compose(name, overrides=overrides)
 
 
@@ -66,8 +66,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     log.info("Step 1/4: corpus and features (%s)", prepared.out)
     prepare(prepared)
 
-    pretrain_cfg = compose_config("train", ["+experiment=pretrain_demo", f"dataset={corpus}", *budget,
-                                            *args.overrides])
+    pretrain_cfg = compose_config("train", ["+experiment=pretrain_demo", f"dataset={corpus}", *budget, *args.overrides])
     root = Path(pretrain_cfg.paths.experiments_dir) / ("demo_quick" if args.quick else "demo")
     log.info("Step 2/4: pre-training (%s)", root / "pretrain")
     pretrain = run(pretrain_cfg, root / "pretrain")
@@ -75,8 +74,17 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     summaries = {}
     for i, mode in enumerate(MODES):
         log.info("Step 3/4: fine-tuning, encoder %s (%d/%d)", mode, i + 1, len(MODES))
-        cfg = compose_config("train", ["+experiment=finetune_demo", f"demo_corpus={corpus}", f"encoder.mode={mode}",
-                                       f"encoder.checkpoint={root / 'pretrain'}", *budget, *args.overrides])
+        cfg = compose_config(
+            "train",
+            [
+                "+experiment=finetune_demo",
+                f"demo_corpus={corpus}",
+                f"encoder.mode={mode}",
+                f"encoder.checkpoint={root / 'pretrain'}",
+                *budget,
+                *args.overrides,
+            ],
+        )
         summaries[mode] = run(cfg, root / f"finetune_{mode}")
 
     log.info("Step 4/4: report")
@@ -88,8 +96,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     return table
 
 
-def write_report(report: Path, table: pd.DataFrame, root: Path, pretrain: dict, summaries: dict,
-                 seconds: float) -> None:
+def write_report(
+    report: Path, table: pd.DataFrame, root: Path, pretrain: dict, summaries: dict, seconds: float
+) -> None:
     report.mkdir(parents=True, exist_ok=True)
     figures = {"pretrain_loss.png": root / "pretrain/loss_curves.png"}
     reconstructions = sorted((root / "pretrain/figures").glob("reconstruction_step*.png"))
@@ -103,13 +112,19 @@ def write_report(report: Path, table: pd.DataFrame, root: Path, pretrain: dict, 
     write_csv(table, report / "results.csv")
     write_json({"pretrain": pretrain, "finetune": summaries, "wall_time_s": seconds}, report / "results.json")
     lines = [
-        "# M3BERT on the demo corpus", "",
+        "# M3BERT on the demo corpus",
+        "",
         "Primary test metric per task (accuracy for multiclass, macro ROC-AUC for multilabel, mean R² for "
         "regression), with the encoder frozen, fine-tuned, trained from scratch, and the raw-feature baseline "
-        "(no encoder).", "", markdown_table(table),
+        "(no encoder).",
+        "",
+        markdown_table(table),
         f"Pre-training: {pretrain['steps']} steps, best val/loss {pretrain['best'].get('val/loss', float('nan')):.4f}. "
-        f"Wall time of the whole run: {seconds / 60:.1f} min.", "",
-        "![pre-training loss](pretrain_loss.png)", "", "![masked input, reconstruction, original](reconstruction.png)",
+        f"Wall time of the whole run: {seconds / 60:.1f} min.",
+        "",
+        "![pre-training loss](pretrain_loss.png)",
+        "",
+        "![masked input, reconstruction, original](reconstruction.png)",
         "",
     ]
     write_text("\n".join(lines), report / "README.md")

@@ -3,7 +3,8 @@
 ``model_path`` is an exported model folder (``python -m m3bert.export``) or a pre-training run folder. ``input`` is an
 audio file, a folder (searched recursively for ``extensions``) or a manifest csv whose ``manifest_column`` holds
 audio paths (relative to the csv's folder, or absolute). Every file is decoded, mixed to mono and resampled to the
-model's rate, turned into the model's features and encoded in overlapping windows (see ``m3bert.inference.representations``).
+model's rate, turned into the model's features and encoded in overlapping windows (see
+``m3bert.inference.representations``).
 Writes into ``output``:
 
 - ``frames/<id>.npy``: (layers, frames, hidden) hidden states of the selected ``layers`` (with ``frame_level=true``);
@@ -38,6 +39,7 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from m3bert.common.configs import config_dir
 from m3bert.common.files import write_csv, write_json, write_npy, write_npz
 from m3bert.features import AudioError, audio_info
 from m3bert.inference.pretrained import fingerprint
@@ -46,8 +48,18 @@ from m3bert.inference.representations import Representations
 log = logging.getLogger(__name__)
 SETTINGS_FILE = "extract.json"
 # What decides the numbers in the outputs: a rerun with other values must not mix its files with the old ones.
-SETTINGS_KEYS = ("model_fingerprint", "front_end", "layers", "window_frames", "overlap_frames", "dtype",
-                 "output_dtype", "frame_level", "segment_seconds", "context_seconds")
+SETTINGS_KEYS = (
+    "model_fingerprint",
+    "front_end",
+    "layers",
+    "window_frames",
+    "overlap_frames",
+    "dtype",
+    "output_dtype",
+    "frame_level",
+    "segment_seconds",
+    "context_seconds",
+)
 
 
 def find_inputs(spec: str | os.PathLike, extensions: list[str], column: str = "audio") -> tuple[list[Path], Path]:
@@ -61,18 +73,27 @@ def find_inputs(spec: str | os.PathLike, extensions: list[str], column: str = "a
         raise FileNotFoundError(f"input={spec}: no such file or folder")
     if path.is_dir():
         wanted = {"." + e.lower().lstrip(".") for e in extensions}
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in wanted
-                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        files = sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file()
+            and p.suffix.lower() in wanted
+            and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        )
         if not files:
-            raise ValueError(f"input={spec}: no audio files ({', '.join(sorted(wanted))}) in the folder; "
-                             "set extensions=[...] if yours end differently")
+            raise ValueError(
+                f"input={spec}: no audio files ({', '.join(sorted(wanted))}) in the folder; "
+                "set extensions=[...] if yours end differently"
+            )
         return files, path
     if path.suffix.lower() != ".csv":
         return [path], path.parent
     table = pd.read_csv(path)
     if column not in table.columns:
-        raise ValueError(f"{path}: no {column!r} column (columns: {list(table.columns)}); "
-                         f"set manifest_column= to the column that holds the audio paths")
+        raise ValueError(
+            f"{path}: no {column!r} column (columns: {list(table.columns)}); "
+            f"set manifest_column= to the column that holds the audio paths"
+        )
     files = list(dict.fromkeys(p if p.is_absolute() else path.parent / p for p in map(Path, table[column].astype(str))))
     if not files:
         raise ValueError(f"{path}: the manifest lists no files")
@@ -119,8 +140,9 @@ class Outputs:
             path.unlink(missing_ok=True)
 
 
-def encode_to_disk(rep: Representations, features: np.ndarray, frames_path: Path | None,
-                   dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, int]:
+def encode_to_disk(
+    rep: Representations, features: np.ndarray, frames_path: Path | None, dtype: np.dtype
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Stream ``features`` (frames, dim) through the encoder, writing hidden states (layers, tokens, hidden) to
     ``frames_path`` (memory-mapped, renamed into place when complete) if given. Returns (mean, max) over tokens,
     each (layers, hidden) float32, and the number of tokens."""
@@ -179,8 +201,10 @@ def check_resumable(out: Path, settings: dict[str, Any], overwrite: bool) -> Non
     earlier = json.loads(file.read_text()).get("settings", {})
     changed = [k for k in SETTINGS_KEYS if earlier.get(k) != settings[k]]
     if changed:
-        raise ValueError(f"output={out} holds embeddings made with other settings ({', '.join(changed)} differ, see "
-                         f"{file}); use a new output folder, or overwrite=true to recompute every file")
+        raise ValueError(
+            f"output={out} holds embeddings made with other settings ({', '.join(changed)} differ, see "
+            f"{file}); use a new output folder, or overwrite=true to recompute every file"
+        )
 
 
 def index_row(rep: Representations, outputs: Outputs, id_: str, audio: Path) -> dict[str, Any]:
@@ -189,15 +213,21 @@ def index_row(rep: Representations, outputs: Outputs, id_: str, audio: Path) -> 
         duration = audio_info(audio).duration_s
     except AudioError:
         duration = float("nan")
+
     def rel(path: Path) -> str:
         return path.relative_to(outputs.root).as_posix()
 
     return {
-        "id": id_, "audio": str(audio), "duration_s": round(duration, 3), "frames": frames,
-        "frame_period_s": 1.0 / rep.frame_rate, "first_timestamp_s": float(rep.timestamps(1)[0]),
+        "id": id_,
+        "audio": str(audio),
+        "duration_s": round(duration, 3),
+        "frames": frames,
+        "frame_period_s": 1.0 / rep.frame_rate,
+        "first_timestamp_s": float(rep.timestamps(1)[0]),
         "layers": ";".join(map(str, rep.layers)),
         "frames_file": rel(outputs.frames(id_)) if outputs.frame_level else "",
-        "mean_file": rel(outputs.pooled(id_, "mean")), "max_file": rel(outputs.pooled(id_, "max")),
+        "mean_file": rel(outputs.pooled(id_, "mean")),
+        "max_file": rel(outputs.pooled(id_, "max")),
     }
 
 
@@ -209,7 +239,8 @@ def write_table(rows: list[dict], path: Path, columns: list[str]) -> None:
 def pack_npz(rows: list[dict], outputs: Outputs, path: Path) -> None:
     """Everything in one ``.npz``; frame-level arrays are read through memory maps one at a time."""
     arrays: dict[str, Any] = {
-        "ids": np.array([r["id"] for r in rows]), "audio": np.array([r["audio"] for r in rows]),
+        "ids": np.array([r["id"] for r in rows]),
+        "audio": np.array([r["audio"] for r in rows]),
         "mean": np.stack([np.load(outputs.pooled(r["id"], "mean")) for r in rows]) if rows else np.zeros((0,)),
         "max": np.stack([np.load(outputs.pooled(r["id"], "max")) for r in rows]) if rows else np.zeros((0,)),
         "layers": np.array([int(i) for i in rows[0]["layers"].split(";")]) if rows else np.zeros((0,), int),
@@ -237,9 +268,16 @@ def extract(cfg: DictConfig) -> dict[str, Any]:
         raise ValueError(f"output_dtype must be float32 or float16, got {cfg.output_dtype!r}")
     files, root = find_inputs(cfg.input, list(cfg.extensions), cfg.manifest_column)
     rep = Representations.from_pretrained(
-        cfg.model_path, layers=_as_layers(cfg.layers), window_frames=cfg.window.frames,
-        overlap_frames=cfg.window.overlap_frames, batch_size=cfg.batch_size, device=cfg.device, dtype=cfg.dtype,
-        segment_seconds=cfg.segment.seconds, context_seconds=cfg.segment.context_seconds)
+        cfg.model_path,
+        layers=_as_layers(cfg.layers),
+        window_frames=cfg.window.frames,
+        overlap_frames=cfg.window.overlap_frames,
+        batch_size=cfg.batch_size,
+        device=cfg.device,
+        dtype=cfg.dtype,
+        segment_seconds=cfg.segment.seconds,
+        context_seconds=cfg.segment.context_seconds,
+    )
     settings = settings_of(rep, cfg)
     check_resumable(out, settings, cfg.overwrite)
     out.mkdir(parents=True, exist_ok=True)
@@ -247,9 +285,17 @@ def extract(cfg: DictConfig) -> dict[str, Any]:
     ids, failures = assign_ids(files, root)
     todo = [f for f in ids if cfg.overwrite or not outputs.done(ids[f])]
     reused = len(ids) - len(todo)
-    log.info("%d files (%d done earlier) -> %s; %s features, layers %s, windows of %d frames (overlap %d), on %s",
-             len(ids), reused, out, rep.front_end.feature_set, list(rep.layers), rep.window_frames,
-             rep.overlap_frames, rep.device)
+    log.info(
+        "%d files (%d done earlier) -> %s; %s features, layers %s, windows of %d frames (overlap %d), on %s",
+        len(ids),
+        reused,
+        out,
+        rep.front_end.feature_set,
+        list(rep.layers),
+        rep.window_frames,
+        rep.overlap_frames,
+        rep.device,
+    )
     # Written before any embedding, so that a crashed run's files are never taken for another setting's.
     write_json({"settings": settings, "summary": None}, out / SETTINGS_FILE)
 
@@ -289,16 +335,29 @@ def extract(cfg: DictConfig) -> dict[str, Any]:
     if cfg.format == "npz":
         pack_npz(rows, outputs, out / "embeddings.npz")
     wall = time.perf_counter() - started
-    summary = {"files": len(files), "done": len(rows), "reused": reused, "failures": len(failures),
-               "audio_seconds_extracted": round(audio_seconds, 3), "wall_time_s": round(wall, 3),
-               "real_time_factor": round(audio_seconds / wall, 2), "device": str(rep.device)}
+    summary = {
+        "files": len(files),
+        "done": len(rows),
+        "reused": reused,
+        "failures": len(failures),
+        "audio_seconds_extracted": round(audio_seconds, 3),
+        "wall_time_s": round(wall, 3),
+        "real_time_factor": round(audio_seconds / wall, 2),
+        "device": str(rep.device),
+    }
     write_json({"settings": settings, "summary": summary}, out / SETTINGS_FILE)
-    log.info("%d files embedded (%d reused), %d failures%s; index in %s", len(rows), reused, len(failures),
-             " (see failures.csv)" if failures else "", out / "index.csv")
+    log.info(
+        "%d files embedded (%d reused), %d failures%s; index in %s",
+        len(rows),
+        reused,
+        len(failures),
+        " (see failures.csv)" if failures else "",
+        out / "index.csv",
+    )
     return summary
 
 
-@hydra.main(config_path="../conf", config_name="extract", version_base="1.3")
+@hydra.main(config_path=config_dir(), config_name="extract", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     extract(cfg)
 

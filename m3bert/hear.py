@@ -41,8 +41,9 @@ class HearModel(nn.Module):
         self.representations = representations
         count = len(representations.layers)
         if not (layer in ("mean", "last", "concat") or (isinstance(layer, int) and -count <= layer < count)):
-            raise ValueError(f"layer must be mean, last, concat or a hidden-state index in [{-count}, {count}), "
-                             f"got {layer!r}")
+            raise ValueError(
+                f"layer must be mean, last, concat or a hidden-state index in [{-count}, {count}), got {layer!r}"
+            )
         self.layer = layer
         self.sample_rate = int(representations.sample_rate)
         width = representations.hidden_size
@@ -58,8 +59,9 @@ class HearModel(nn.Module):
         return states[-1 if self.layer == "last" else self.layer]
 
 
-def load_model(model_file_path: str = "", layer: str | int = "mean", window_frames: int | None = None,
-               batch_size: int = 16) -> HearModel:
+def load_model(
+    model_file_path: str = "", layer: str | int = "mean", window_frames: int | None = None, batch_size: int = 16
+) -> HearModel:
     """Load a model for HEAR.
 
     Args:
@@ -70,18 +72,23 @@ def load_model(model_file_path: str = "", layer: str | int = "mean", window_fram
     """
     path = model_file_path or os.environ.get(MODEL_ENV, "")
     if not path:
-        raise ValueError(f"m3bert.hear.load_model needs a model: pass model_file_path (an exported model folder or a "
-                         f"pre-training run folder) or set ${MODEL_ENV}")
+        raise ValueError(
+            f"m3bert.hear.load_model needs a model: pass model_file_path (an exported model folder or a "
+            f"pre-training run folder) or set ${MODEL_ENV}"
+        )
     # Every hidden state is kept so that `layer` can pick, average or concatenate them.
-    rep = Representations.from_pretrained(path, layers="all", window_frames=window_frames, batch_size=batch_size,
-                                          device="cpu")
+    rep = Representations.from_pretrained(
+        path, layers="all", window_frames=window_frames, batch_size=batch_size, device="cpu"
+    )
     return HearModel(rep, layer)
 
 
 def _check_audio(audio: torch.Tensor, model: HearModel) -> None:
     if not isinstance(audio, torch.Tensor) or audio.dim() != 2 or not audio.is_floating_point():
-        raise ValueError(f"audio must be a float tensor (n_sounds, n_samples) at {model.sample_rate} Hz, got "
-                         f"{type(audio).__name__} {tuple(getattr(audio, 'shape', ()))}")
+        raise ValueError(
+            f"audio must be a float tensor (n_sounds, n_samples) at {model.sample_rate} Hz, got "
+            f"{type(audio).__name__} {tuple(getattr(audio, 'shape', ()))}"
+        )
     if audio.shape[1] == 0:
         raise ValueError("audio has no samples")
 
@@ -99,8 +106,13 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: HearModel) -> tuple[tor
     _check_audio(audio, model)
     rep = model.representations
     # A few clips at a time: every hidden state of every frame is held until the layers are combined.
-    embeddings = torch.stack([model.combine(states).float() for group in audio.to(rep.device).split(CLIPS_PER_PASS)
-                              for states in rep.encode(rep.features(list(group)))])
+    embeddings = torch.stack(
+        [
+            model.combine(states).float()
+            for group in audio.to(rep.device).split(CLIPS_PER_PASS)
+            for states in rep.encode(rep.features(list(group)))
+        ]
+    )
     stamps = rep.timestamps(embeddings.shape[1]) * 1000.0
     # With frame stacking the last output frame can stand for audio centred past the clip's end; it goes.
     keep = int((stamps <= 1000.0 * audio.shape[1] / model.sample_rate).sum().clamp_min(1))

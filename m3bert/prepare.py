@@ -30,9 +30,10 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
 import m3bert.training.schemas  # noqa: F401  (registers the typed schemas before Hydra composes)
-from m3bert.common.files import write_csv, write_json, write_npy
 from m3bert.adapters.base import SPLITS, Track
 from m3bert.adapters.splits import random_split
+from m3bert.common.configs import config_dir
+from m3bert.common.files import write_csv, write_json, write_npy
 from m3bert.features import AudioError, audio_info, load_audio
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,9 @@ class Outcome:
     seconds: float = 0.0
 
 
-def plan_clips(tracks: list[Track], policy: str, seconds: float, min_seconds: float) -> tuple[list[Excerpt], list[dict]]:
+def plan_clips(
+    tracks: list[Track], policy: str, seconds: float, min_seconds: float
+) -> tuple[list[Excerpt], list[dict]]:
     """Clips to extract under ``policy``, plus failures for tracks that can't give one (unreadable, too short).
 
     ``first``/``middle``: the first or middle ``seconds`` of each track; ``segments``: consecutive ``seconds``-long
@@ -88,12 +91,15 @@ def plan_clips(tracks: list[Track], policy: str, seconds: float, min_seconds: fl
         elif policy == "first":
             clips.append(Excerpt(track, 0.0, seconds, f"{stem}.npy", min(seconds, duration)))
         elif policy == "middle":
-            clips.append(Excerpt(track, max(0.0, (duration - seconds) / 2), seconds, f"{stem}.npy",
-                                 min(seconds, duration)))
+            clips.append(
+                Excerpt(track, max(0.0, (duration - seconds) / 2), seconds, f"{stem}.npy", min(seconds, duration))
+            )
         else:
             count = max(1, math.floor(duration / seconds) + (duration % seconds >= min_seconds))
-            clips += [Excerpt(track, i * seconds, seconds, f"{stem}.seg{i:03d}.npy",
-                              min(seconds, duration - i * seconds)) for i in range(count)]
+            clips += [
+                Excerpt(track, i * seconds, seconds, f"{stem}.seg{i:03d}.npy", min(seconds, duration - i * seconds))
+                for i in range(count)
+            ]
     return clips, failures
 
 
@@ -144,13 +150,30 @@ def save_features(path: Path, features: np.ndarray) -> None:
 
 
 def manifest_row(clip: Excerpt, frames: int, split: str) -> dict[str, Any]:
-    return {"file_path": clip.name, "length": frames, "track_id": clip.track.track_id, "split": split,
-            "audio": str(clip.track.audio), "offset_s": clip.offset_s, "duration_s": round(clip.seconds, 3),
-            **clip.track.labels}
+    return {
+        "file_path": clip.name,
+        "length": frames,
+        "track_id": clip.track.track_id,
+        "split": split,
+        "audio": str(clip.track.audio),
+        "offset_s": clip.offset_s,
+        "duration_s": round(clip.seconds, 3),
+        **clip.track.labels,
+    }
 
 
-def extract(clips: list[Excerpt], splits: dict[str, str], extractor: torch.nn.Module, out: Path, *, workers: int,
-            batch_size: int, silence_threshold: float, device: torch.device, progress: bool) -> Outcome:
+def extract(
+    clips: list[Excerpt],
+    splits: dict[str, str],
+    extractor: torch.nn.Module,
+    out: Path,
+    *,
+    workers: int,
+    batch_size: int,
+    silence_threshold: float,
+    device: torch.device,
+    progress: bool,
+) -> Outcome:
     from tqdm import tqdm
 
     outcome = Outcome()
@@ -164,8 +187,12 @@ def extract(clips: list[Excerpt], splits: dict[str, str], extractor: torch.nn.Mo
             outcome.reused += 1
     if outcome.reused:
         log.info("Reusing %d feature files from an earlier run; %d clips to extract", outcome.reused, len(todo))
-    loader = DataLoader(ClipAudio(todo, extractor.sample_rate, silence_threshold), batch_size=batch_size,
-                        num_workers=workers, collate_fn=list)
+    loader = DataLoader(
+        ClipAudio(todo, extractor.sample_rate, silence_threshold),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=list,
+    )
     bar = tqdm(total=len(todo), unit="file", disable=not progress, dynamic_ncols=True, desc="features")
     started = time.perf_counter()
     for batch in loader:
@@ -190,8 +217,11 @@ def extract(clips: list[Excerpt], splits: dict[str, str], extractor: torch.nn.Mo
                 outcome.rows.append(manifest_row(d.clip, len(values), splits[d.clip.track.track_id]))
         bar.update(len(batch))
         elapsed = max(time.perf_counter() - started, 1e-9)
-        bar.set_postfix(files_s=f"{bar.n / elapsed:.1f}", audio_h_s=f"{outcome.seconds / 3600 / elapsed:.3f}",
-                        failed=len(outcome.failures))
+        bar.set_postfix(
+            files_s=f"{bar.n / elapsed:.1f}",
+            audio_h_s=f"{outcome.seconds / 3600 / elapsed:.3f}",
+            failed=len(outcome.failures),
+        )
     bar.close()
     return outcome
 
@@ -213,19 +243,32 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
     ids = Counter(t.track_id for t in tracks)
     if len(ids) < len(tracks):
         raise ValueError(f"duplicate track ids, e.g. {ids.most_common(1)[0][0]!r}: feature files would collide")
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if cfg.device == "auto" else cfg.device)
+    device = torch.device(
+        "cuda" if cfg.device == "auto" and torch.cuda.is_available() else "cpu" if cfg.device == "auto" else cfg.device
+    )
     extractor = instantiate(cfg.features).to(device).eval()
     if extractor.feature_dim != cfg.dataset.feature_dim:
-        raise ValueError(f"features give {extractor.feature_dim} channels but dataset.feature_dim="
-                         f"{cfg.dataset.feature_dim}; set them to agree")
-    log.info("%d tracks from %s -> %s (%s features on %s)", len(tracks), cfg.dataset.source.root, out,
-             extractor.name, device)
+        raise ValueError(
+            f"features give {extractor.feature_dim} channels but dataset.feature_dim="
+            f"{cfg.dataset.feature_dim}; set them to agree"
+        )
+    log.info(
+        "%d tracks from %s -> %s (%s features on %s)", len(tracks), cfg.dataset.source.root, out, extractor.name, device
+    )
 
     clips, failures = plan_clips(tracks, cfg.clip.policy, cfg.clip.seconds, cfg.clip.min_seconds)
     splits = assign_splits(tracks, list(cfg.split.fractions), cfg.split.seed)
-    outcome = extract(clips, splits, extractor, out, workers=cfg.workers, batch_size=cfg.batch_size,
-                      silence_threshold=cfg.silence_threshold, device=device, progress=cfg.progress)
+    outcome = extract(
+        clips,
+        splits,
+        extractor,
+        out,
+        workers=cfg.workers,
+        batch_size=cfg.batch_size,
+        silence_threshold=cfg.silence_threshold,
+        device=device,
+        progress=cfg.progress,
+    )
     failures += outcome.failures
 
     rows = sorted(outcome.rows, key=lambda r: r["file_path"])
@@ -236,21 +279,35 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
     write_table(failures, out / "failures.csv", columns=["track_id", "audio", "reason"])
     reasons = Counter(f["reason"].split(":")[0] for f in failures)
     summary = {
-        "dataset": cfg.dataset.source._target_, "features": extractor.name, "feature_dim": extractor.feature_dim,
-        "tracks": len(tracks), "clips": len(rows), "reused": outcome.reused, "failures": len(failures),
-        "failures_by_reason": dict(reasons), "splits": dict(Counter(r["split"] for r in rows)),
+        "dataset": cfg.dataset.source._target_,
+        "features": extractor.name,
+        "feature_dim": extractor.feature_dim,
+        "tracks": len(tracks),
+        "clips": len(rows),
+        "reused": outcome.reused,
+        "failures": len(failures),
+        "failures_by_reason": dict(reasons),
+        "splits": dict(Counter(r["split"] for r in rows)),
         "audio_hours": sum(r["duration_s"] for r in rows) / 3600,
-        "extracted_audio_hours": outcome.seconds / 3600, "wall_time_s": time.perf_counter() - started,
-        "clip_policy": cfg.clip.policy, "device": str(device),
+        "extracted_audio_hours": outcome.seconds / 3600,
+        "wall_time_s": time.perf_counter() - started,
+        "clip_policy": cfg.clip.policy,
+        "device": str(device),
     }
     write_json(summary, out / "summary.json")
-    log.info("%d clips (%.2f h of audio, %d reused), %d failures%s; manifests in %s", len(rows),
-             summary["audio_hours"], outcome.reused, len(failures),
-             f" ({dict(reasons)}, see failures.csv)" if failures else "", out)
+    log.info(
+        "%d clips (%.2f h of audio, %d reused), %d failures%s; manifests in %s",
+        len(rows),
+        summary["audio_hours"],
+        outcome.reused,
+        len(failures),
+        f" ({dict(reasons)}, see failures.csv)" if failures else "",
+        out,
+    )
     return summary
 
 
-@hydra.main(config_path="../conf", config_name="prepare", version_base="1.3")
+@hydra.main(config_path=config_dir(), config_name="prepare", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     prepare(cfg)
 

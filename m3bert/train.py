@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 import m3bert.training.schemas  # noqa: F401  (registers the typed schemas before Hydra composes)
+from m3bert.common.configs import config_dir
 from m3bert.training import distributed
 from m3bert.training.trainer import Trainer
 
@@ -31,7 +32,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
     return instantiate(cfg.stage)(cfg, run_dir)
 
 
-@hydra.main(config_path="../conf", config_name="train", version_base="1.3")
+@hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     import os
 
@@ -42,9 +43,12 @@ def main(cfg: DictConfig) -> float | None:
     if "steps" in summary:
         best = {k: v for k, v in summary["best"].items() if k != "step"}
         logging.getLogger("m3bert").info(
-            "Done at step %d: train/loss %.4f%s. Run folder: %s", summary["steps"],
+            "Done at step %d: train/loss %.4f%s. Run folder: %s",
+            summary["steps"],
             summary["final"].get("train/loss", float("nan")),
-            "".join(f", best {k} {v:.4f} at step {summary['best']['step']}" for k, v in best.items()), run_dir)
+            "".join(f", best {k} {v:.4f} at step {summary['best']['step']}" for k, v in best.items()),
+            run_dir,
+        )
     # Returned so that Hydra's optimisation sweepers can use it.
     return next(iter(v for k, v in summary.get("best", {}).items() if k != "step"), None)
 

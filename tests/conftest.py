@@ -26,8 +26,9 @@ def config():
     return make_config
 
 
-def write_manifest(folder: Path, lengths: list[int], dim: int = 8, name: str = "train.csv", seed: int = 0,
-                   **labels) -> Path:
+def write_manifest(
+    folder: Path, lengths: list[int], dim: int = 8, name: str = "train.csv", seed: int = 0, **labels
+) -> Path:
     """A manifest of random .npy feature files in ``folder``; returns the csv's path."""
     rng = np.random.default_rng(seed)
     (folder / "features").mkdir(parents=True, exist_ok=True)
@@ -41,8 +42,16 @@ def write_manifest(folder: Path, lengths: list[int], dim: int = 8, name: str = "
     return path
 
 
-def write_task_data(root: Path, kind: str, label, clips: int = 24, dim: int = 324, seed: int = 0,
-                    shuffle: bool = False, num_classes: int = 3) -> Path:
+def write_task_data(
+    root: Path,
+    kind: str,
+    label,
+    clips: int = 24,
+    dim: int = 324,
+    seed: int = 0,
+    shuffle: bool = False,
+    num_classes: int = 3,
+) -> Path:
     """train/valid/test manifests of a task whose label is written into the features: class k (or a target value)
     raises channel band k, so mean-pooled features predict it.
 
@@ -89,6 +98,8 @@ def pretrained(tmp_path_factory) -> Path:
     from m3bert.train import run
 
     folder = tmp_path_factory.mktemp("pretrained")
-    run(make_config("+experiment=smoke", *TINY, "trainer.max_steps=2", "trainer.val_every=2",
-                    "trainer.image_every=0"), folder)
+    run(
+        make_config("+experiment=smoke", *TINY, "trainer.max_steps=2", "trainer.val_every=2", "trainer.image_every=0"),
+        folder,
+    )
     return folder

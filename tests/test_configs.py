@@ -1,29 +1,49 @@
 import pytest
+from conftest import CONF, TINY, make_config, task_overrides
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from conftest import CONF, TINY, make_config, task_overrides
 from m3bert.train import run
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 # Every recipe runs on the tiny model and generated features here; its own data may not exist on this machine.
-FEW_STEPS = [*TINY, "dataset=random", "trainer.max_steps=3", "trainer.batch_size=4", "trainer.val_every=3",
-             "trainer.save_every=3", "trainer.log_every=1", "trainer.image_every=0", "trainer.grad_accum=1",
-             "trainer.precision=fp32", "dataset.max_frames=64", "scheduler.warmup_steps=1"]
+FEW_STEPS = [
+    *TINY,
+    "dataset=random",
+    "trainer.max_steps=3",
+    "trainer.batch_size=4",
+    "trainer.val_every=3",
+    "trainer.save_every=3",
+    "trainer.log_every=1",
+    "trainer.image_every=0",
+    "trainer.grad_accum=1",
+    "trainer.precision=fp32",
+    "dataset.max_frames=64",
+    "scheduler.warmup_steps=1",
+]
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_and_runs(experiment, tmp_path, pretrained):
     cfg = make_config(f"+experiment={experiment}", *FEW_STEPS)
     if "tasks" in cfg:  # fine-tuning recipes: generated task data, the tiny pre-trained encoder
-        overrides = [*FEW_STEPS, "dataset=tasks", *task_overrides(cfg, tmp_path / "data"),
-                     f"encoder.checkpoint={pretrained}"]
+        overrides = [
+            *FEW_STEPS,
+            "dataset=tasks",
+            *task_overrides(cfg, tmp_path / "data"),
+            f"encoder.checkpoint={pretrained}",
+        ]
         cfg = make_config(f"+experiment={experiment}", *overrides)
     assert cfg.name  # every recipe names its runs
     if cfg.stage._target_ == "m3bert.training.probing.run":
-        cfg = make_config(f"+experiment={experiment}", *overrides, "probe.epochs=2", "probe.learning_rates=[1e-3]",
-                          "probe.progress=false")
+        cfg = make_config(
+            f"+experiment={experiment}",
+            *overrides,
+            "probe.epochs=2",
+            "probe.learning_rates=[1e-3]",
+            "probe.progress=false",
+        )
         summary = run(cfg, tmp_path / "run")
         assert {row["layer"] for row in summary["probes"]} == {0, 1, 2, "weighted_sum"}  # tiny model: 2 layers
         assert (tmp_path / "run" / "probe_results.md").exists()
@@ -42,8 +62,10 @@ def test_experiments_keep_their_recipe():
     assert cfg.model.input_dim == 324
 
 
-@pytest.mark.parametrize("override", ["trainer.max_steps=abc", "trainer.max_step=5", "model.hidden=5",
-                                      "model.num_layers=1.5", "masking=cfmm"])
+@pytest.mark.parametrize(
+    "override",
+    ["trainer.max_steps=abc", "trainer.max_step=5", "model.hidden=5", "model.num_layers=1.5", "masking=cfmm"],
+)
 def test_bad_overrides_fail_at_compose_time(override):
     with pytest.raises(ConfigCompositionException):
         make_config(override)

@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import write_manifest
 from torch.utils.data import DataLoader
 
-from conftest import write_manifest
 from m3bert.data import EpochSampler, ManifestDataset, ManifestError, RandomFeatureDataset, collate
 
 
@@ -35,14 +35,17 @@ def test_random_crops_are_keyed_and_in_bounds(tmp_path):
     assert torch.equal(data[(0, 0, 3)].features, data[(0, 0, 3)].features)
 
 
-@pytest.mark.parametrize("problem, match", [
-    ("missing_column", "missing column"),
-    ("missing_file", "feature file is missing"),
-    ("wrong_dim", r"shape \(5, 3\), expected \(frames, 8\)"),
-    ("not_npy", "not a readable .npy"),
-    ("bad_length", "row 3 has length"),
-    ("no_csv", "manifest not found"),
-])
+@pytest.mark.parametrize(
+    "problem, match",
+    [
+        ("missing_column", "missing column"),
+        ("missing_file", "feature file is missing"),
+        ("wrong_dim", r"shape \(5, 3\), expected \(frames, 8\)"),
+        ("not_npy", "not a readable .npy"),
+        ("bad_length", "row 3 has length"),
+        ("no_csv", "manifest not found"),
+    ],
+)
 def test_bad_manifests_name_file_row_and_problem(tmp_path, problem, match):
     manifest = write_manifest(tmp_path, [5, 6], dim=8)
     table = pd.read_csv(manifest)

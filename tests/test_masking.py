@@ -114,11 +114,14 @@ def test_masks_on_the_batch_device_match_cpu_statistics():
     assert abs(frame_share - 0.15) < 0.01
 
 
-@pytest.mark.parametrize("bad", [
-    dict(ratio=1.5),
-    dict(replace={"zero": 0.5, "random": 0.1, "keep": 0.1}),
-    dict(replace={"zero": 0.8, "random": 0.1, "keep": 0.1, "flip": 0.0}),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(ratio=1.5),
+        dict(replace={"zero": 0.5, "random": 0.1, "keep": 0.1}),
+        dict(replace={"zero": 0.8, "random": 0.1, "keep": 0.1, "flip": 0.0}),
+    ],
+)
 def test_bad_settings_are_refused(bad):
     with pytest.raises(ValueError, match="masking"):
         Masker(**{"ratio": 0.15, "frames": {}, **bad})

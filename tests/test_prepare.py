@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from conftest import CONF, ROOT, TINY, make_config
 from hydra import compose, initialize_config_dir
 
-from conftest import CONF, ROOT, TINY, make_config
 from m3bert.prepare import prepare
 from m3bert.train import run
 
@@ -39,14 +39,18 @@ def audio_tree(tmp_path):
 
 def prepare_config(*overrides):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("prepare", overrides=["workers=0", "progress=false", "clip.seconds=3", "clip.min_seconds=2",
-                                             *overrides])
+        return compose(
+            "prepare", overrides=["workers=0", "progress=false", "clip.seconds=3", "clip.min_seconds=2", *overrides]
+        )
 
 
 def test_folder_to_features_manifests_and_failures(audio_tree, tmp_path):
     out = tmp_path / "out"
-    summary = prepare(prepare_config("dataset=folder", f"dataset.root={audio_tree}", f"out={out}",
-                                     "dataset.source.label_from_parent=genre"))
+    summary = prepare(
+        prepare_config(
+            "dataset=folder", f"dataset.root={audio_tree}", f"out={out}", "dataset.source.label_from_parent=genre"
+        )
+    )
     assert summary["clips"] == 10 and summary["failures"] == 3
     failures = pd.read_csv(out / "failures.csv").set_index("track_id")["reason"]
     assert "broken.wav" in failures["rock/broken"] and "unreadable or corrupt" in failures["rock/broken"]
@@ -70,14 +74,27 @@ def test_folder_to_features_manifests_and_failures(audio_tree, tmp_path):
 
     # A rerun reuses every feature file and rewrites the same manifest.
     mtimes = {p: p.stat().st_mtime_ns for p in (out / "features").rglob("*.npy")}
-    again = prepare(prepare_config("dataset=folder", f"dataset.root={audio_tree}", f"out={out}",
-                                   "dataset.source.label_from_parent=genre"))
+    again = prepare(
+        prepare_config(
+            "dataset=folder", f"dataset.root={audio_tree}", f"out={out}", "dataset.source.label_from_parent=genre"
+        )
+    )
     assert again["reused"] == 10 and {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
     pd.testing.assert_frame_equal(pd.read_csv(out / "manifest.csv"), manifest)
 
     # ... and pre-training reads the result.
-    result = run(make_config(*TINY, "dataset=manifest", f"dataset.root={out}", "trainer.max_steps=2",
-                             "trainer.batch_size=2", "trainer.val_every=2", "trainer.image_every=0"), tmp_path / "run")
+    result = run(
+        make_config(
+            *TINY,
+            "dataset=manifest",
+            f"dataset.root={out}",
+            "trainer.max_steps=2",
+            "trainer.batch_size=2",
+            "trainer.val_every=2",
+            "trainer.image_every=0",
+        ),
+        tmp_path / "run",
+    )
     assert result["steps"] == 2 and "val/loss" in result["best"]
 
 
@@ -96,19 +113,21 @@ def test_segments_policy_cuts_consecutive_clips(tmp_path):
     root.mkdir()
     sf.write(root / "long.wav", tone(8.0, 330), RATE)  # 3 + 3 + a 2-s tail that meets min_seconds
     sf.write(root / "mid.wav", tone(7.0, 330), RATE)  # 3 + 3, the 1-s tail is dropped
-    summary = prepare(prepare_config("dataset=folder", f"dataset.root={root}", f"out={tmp_path / 'out'}",
-                                     "clip.policy=segments"))
+    summary = prepare(
+        prepare_config("dataset=folder", f"dataset.root={root}", f"out={tmp_path / 'out'}", "clip.policy=segments")
+    )
     manifest = pd.read_csv(tmp_path / "out/manifest.csv")
     assert summary["clips"] == 5
-    assert manifest.groupby("track_id")["offset_s"].apply(list).to_dict() == {"long": [0.0, 3.0, 6.0],
-                                                                             "mid": [0.0, 3.0]}
+    assert manifest.groupby("track_id")["offset_s"].apply(list).to_dict() == {
+        "long": [0.0, 3.0, 6.0],
+        "mid": [0.0, 3.0],
+    }
     assert manifest.groupby("track_id")["split"].nunique().max() == 1  # a track's segments share a split
 
 
 def test_feature_dimension_mismatch_is_refused(audio_tree, tmp_path):
     with pytest.raises(ValueError, match="dataset.feature_dim"):
-        prepare(prepare_config("dataset=folder", f"dataset.root={audio_tree}", f"out={tmp_path}",
-                               "features=logmel128"))
+        prepare(prepare_config("dataset=folder", f"dataset.root={audio_tree}", f"out={tmp_path}", "features=logmel128"))
 
 
 def test_named_datasets_read_their_audio_from_the_environment(monkeypatch):
@@ -120,8 +139,23 @@ def test_named_datasets_read_their_audio_from_the_environment(monkeypatch):
 
 def test_command_line(audio_tree, tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "m3bert.prepare", "dataset=folder", f"dataset.root={audio_tree}",
-         f"out={tmp_path / 'out'}", "clip.seconds=3", "clip.min_seconds=2", "progress=false", "workers=1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ})
+        [
+            sys.executable,
+            "-m",
+            "m3bert.prepare",
+            "dataset=folder",
+            f"dataset.root={audio_tree}",
+            f"out={tmp_path / 'out'}",
+            "clip.seconds=3",
+            "clip.min_seconds=2",
+            "progress=false",
+            "workers=1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "10 clips" in out.stderr + out.stdout and (tmp_path / "out/summary.json").exists()

@@ -3,25 +3,30 @@ import math
 
 import pytest
 import torch
-
 from conftest import TINY, make_config, write_task_data
-from m3bert.training import checkpoint
+
 from m3bert.data import collate
 from m3bert.objectives import MultiTaskModel
 from m3bert.tasks import MultiTaskDataset, resolve_task
 from m3bert.train import run
+from m3bert.training import checkpoint
 
-TINY_MODEL = dict(input_dim=324, hidden_size=32, num_layers=2, num_heads=4, ffn_size=64, dropout=0.0,
-                  max_positions=256)
+TINY_MODEL = dict(input_dim=324, hidden_size=32, num_layers=2, num_heads=4, ffn_size=64, dropout=0.0, max_positions=256)
 
 
 @pytest.fixture
 def two_tasks(tmp_path):
     return {
-        "genre": {"type": "multiclass", "root": str(write_task_data(tmp_path / "g", "multiclass", "genre")),
-                  "label": "genre"},
-        "emotion": {"type": "regression", "label": ["arousal", "valence"],
-                    "root": str(write_task_data(tmp_path / "e", "regression", ["arousal", "valence"], seed=1))},
+        "genre": {
+            "type": "multiclass",
+            "root": str(write_task_data(tmp_path / "g", "multiclass", "genre")),
+            "label": "genre",
+        },
+        "emotion": {
+            "type": "regression",
+            "label": ["arousal", "valence"],
+            "root": str(write_task_data(tmp_path / "e", "regression", ["arousal", "valence"], seed=1)),
+        },
     }
 
 
@@ -54,8 +59,10 @@ def test_tasks_reading_one_folder_share_its_clips(tmp_path):
         table = pd.read_csv(root / f"{split}.csv")
         table["mood"] = [None if i % 3 == 0 else ("calm", "wild")[i % 2] for i in range(len(table))]
         table.to_csv(root / f"{split}.csv", index=False)
-    tasks = {"genre": {"type": "multiclass", "root": str(root), "label": "genre"},
-             "mood": {"type": "multiclass", "root": str(root), "label": "mood"}}
+    tasks = {
+        "genre": {"type": "multiclass", "root": str(root), "label": "genre"},
+        "mood": {"type": "multiclass", "root": str(root), "label": "mood"},
+    }
     data = MultiTaskDataset(tasks, "train", feature_dim=324, max_frames=32)
     assert len(data) == 24 and len(data.parts) == 1  # each clip once, not once per task
     batch = collate([data[i] for i in range(3)])
@@ -75,8 +82,15 @@ def test_a_clip_without_a_label_gives_its_head_exactly_zero_gradient(two_tasks):
 
 
 def test_frozen_encoder_stays_bit_identical(tmp_path, two_tasks, pretrained):
-    overrides = [*TINY, "+experiment=finetune_mtl", "dataset.max_frames=32", "trainer.max_steps=6",
-                 "trainer.batch_size=8", "trainer.val_every=3", f"encoder.checkpoint={pretrained}"]
+    overrides = [
+        *TINY,
+        "+experiment=finetune_mtl",
+        "dataset.max_frames=32",
+        "trainer.max_steps=6",
+        "trainer.batch_size=8",
+        "trainer.val_every=3",
+        f"encoder.checkpoint={pretrained}",
+    ]
     overrides += ["tasks=[gtzan]", f"tasks.gtzan.root={two_tasks['genre']['root']}"]
     run(make_config(*overrides), tmp_path / "frozen")
     before = checkpoint.load(pretrained / "checkpoints/best.pt")["model"]
@@ -94,12 +108,24 @@ def test_learnable_signal_is_learned_and_shuffled_labels_are_not(tmp_path, mode)
     def test_metrics(shuffle):
         # 108 clips: 18 per class, a multiple of 6, so shuffling gives each class every label equally often
         # (with 16 per class, four labels would come 3 times and two labels twice: a learnable bias).
-        root = write_task_data(tmp_path / f"data{shuffle}", "multiclass", "genre", clips=108, shuffle=shuffle,
-                               num_classes=6)
-        summary = run(make_config(
-            *TINY, "+experiment=finetune_gtzan", f"encoder.mode={mode}", f"tasks.gtzan.root={root}",
-            "dataset.max_frames=32", "trainer.max_steps=60", "trainer.batch_size=12", "trainer.val_every=20",
-            "optimizer.lr=3e-3", "scheduler.warmup_steps=5"), tmp_path / f"run{shuffle}")
+        root = write_task_data(
+            tmp_path / f"data{shuffle}", "multiclass", "genre", clips=108, shuffle=shuffle, num_classes=6
+        )
+        summary = run(
+            make_config(
+                *TINY,
+                "+experiment=finetune_gtzan",
+                f"encoder.mode={mode}",
+                f"tasks.gtzan.root={root}",
+                "dataset.max_frames=32",
+                "trainer.max_steps=60",
+                "trainer.batch_size=12",
+                "trainer.val_every=20",
+                "optimizer.lr=3e-3",
+                "scheduler.warmup_steps=5",
+            ),
+            tmp_path / f"run{shuffle}",
+        )
         return summary["test"]
 
     learned, shuffled = test_metrics(shuffle=False), test_metrics(shuffle=True)
@@ -136,10 +162,21 @@ def test_baseline_learns_what_per_file_normalisation_leaves_in_the_frames(tmp_pa
     root = write_cmvn_task_data(tmp_path / "data")
 
     def accuracy(frame_layer: bool) -> float:
-        summary = run(make_config(
-            *TINY, "+experiment=finetune_gtzan", "encoder.mode=baseline", f"tasks.gtzan.root={root}",
-            f"objective.frame_layer={frame_layer}", "trainer.max_steps=80", "trainer.batch_size=16",
-            "trainer.val_every=40", "optimizer.lr=3e-3", "scheduler.warmup_steps=5"), tmp_path / f"run{frame_layer}")
+        summary = run(
+            make_config(
+                *TINY,
+                "+experiment=finetune_gtzan",
+                "encoder.mode=baseline",
+                f"tasks.gtzan.root={root}",
+                f"objective.frame_layer={frame_layer}",
+                "trainer.max_steps=80",
+                "trainer.batch_size=16",
+                "trainer.val_every=40",
+                "optimizer.lr=3e-3",
+                "scheduler.warmup_steps=5",
+            ),
+            tmp_path / f"run{frame_layer}",
+        )
         return summary["test"]["gtzan/test/accuracy"]
 
     assert accuracy(frame_layer=True) >= 0.9
@@ -147,28 +184,44 @@ def test_baseline_learns_what_per_file_normalisation_leaves_in_the_frames(tmp_pa
 
 
 def test_metrics_and_best_checkpoint_selection(tmp_path, two_tasks, pretrained):
-    overrides = [*TINY, "+experiment=finetune_mtl", "dataset.max_frames=32", "trainer.max_steps=4",
-                 "trainer.batch_size=8", "trainer.val_every=2", f"encoder.checkpoint={pretrained}",
-                 "tasks=[gtzan,deam]", f"tasks.gtzan.root={two_tasks['genre']['root']}",
-                 f"tasks.deam.root={two_tasks['emotion']['root']}", "objective.loss_weighting=uncertainty"]
+    overrides = [
+        *TINY,
+        "+experiment=finetune_mtl",
+        "dataset.max_frames=32",
+        "trainer.max_steps=4",
+        "trainer.batch_size=8",
+        "trainer.val_every=2",
+        f"encoder.checkpoint={pretrained}",
+        "tasks=[gtzan,deam]",
+        f"tasks.gtzan.root={two_tasks['genre']['root']}",
+        f"tasks.deam.root={two_tasks['emotion']['root']}",
+        "objective.loss_weighting=uncertainty",
+    ]
     summary = run(make_config(*overrides), tmp_path)
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
-    for key in ("gtzan/test/accuracy", "gtzan/test/macro_f1", "deam/test/r2_arousal", "deam/test/r2_valence",
-                "test/score"):
+    for key in (
+        "gtzan/test/accuracy",
+        "gtzan/test/macro_f1",
+        "deam/test/r2_arousal",
+        "deam/test/r2_valence",
+        "test/score",
+    ):
         assert key in on_disk["test"]
     assert on_disk["best"]["step"] in (2, 4) and "val/score" in on_disk["best"]
     for figure in ("gtzan_test_confusion.png", "deam_test_predictions.png"):
         assert (tmp_path / "figures" / figure).stat().st_size > 5_000
     assert summary["test"]["test/score"] == pytest.approx(
-        (summary["test"]["gtzan/test/accuracy"] + summary["test"]["deam/test/r2"]) / 2)
+        (summary["test"]["gtzan/test/accuracy"] + summary["test"]["deam/test/r2"]) / 2
+    )
 
 
 def test_encoder_checkpoint_errors_are_clear(tmp_path, two_tasks):
     with pytest.raises(ValueError, match="needs encoder.checkpoint"):
         MultiTaskModel(two_tasks, TINY_MODEL, {"mode": "frozen"}, feature_dim=324)
     with pytest.raises(FileNotFoundError, match="encoder.checkpoint=.*nowhere: no such model folder"):
-        MultiTaskModel(two_tasks, TINY_MODEL, {"mode": "frozen", "checkpoint": str(tmp_path / "nowhere")},
-                       feature_dim=324)
+        MultiTaskModel(
+            two_tasks, TINY_MODEL, {"mode": "frozen", "checkpoint": str(tmp_path / "nowhere")}, feature_dim=324
+        )
 
 
 def test_encoder_input_must_match_the_task_features(two_tasks, pretrained):
@@ -178,8 +231,14 @@ def test_encoder_input_must_match_the_task_features(two_tasks, pretrained):
 
 def test_probing_finds_the_signal_in_every_layer_and_caches(tmp_path, pretrained):
     root = write_task_data(tmp_path / "data", "multiclass", "genre", clips=48)
-    overrides = ["+experiment=probe_gtzan", f"tasks.gtzan.root={root}", f"encoder.checkpoint={pretrained}",
-                 "probe.epochs=30", "probe.learning_rates=[1e-3,1e-2]", "probe.progress=false"]
+    overrides = [
+        "+experiment=probe_gtzan",
+        f"tasks.gtzan.root={root}",
+        f"encoder.checkpoint={pretrained}",
+        "probe.epochs=30",
+        "probe.learning_rates=[1e-3,1e-2]",
+        "probe.progress=false",
+    ]
     summary = run(make_config(*TINY, *overrides), tmp_path / "run")
     table = {row["layer"]: row for row in summary["probes"]}
     assert set(table) == {0, 1, 2, "weighted_sum"}
@@ -203,14 +262,31 @@ def test_the_papers_comparison_is_one_multirun(tmp_path, pretrained):
 
     root = write_task_data(tmp_path / "data", "multiclass", "genre")
     out = subprocess.run(
-        [sys.executable, "-m", "m3bert.train", "-m", "+experiment=finetune_gtzan", *TINY,
-         "encoder.mode=frozen,finetune,scratch,baseline", f"encoder.checkpoint={pretrained}",
-         f"tasks.gtzan.root={root}", "trainer.max_steps=3", "trainer.val_every=3", "dataset.max_frames=32",
-         "trainer.batch_size=8"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-        env={**os.environ, "M3BERT_MULTIRUN": str(tmp_path / "multirun")})
+        [
+            sys.executable,
+            "-m",
+            "m3bert.train",
+            "-m",
+            "+experiment=finetune_gtzan",
+            *TINY,
+            "encoder.mode=frozen,finetune,scratch,baseline",
+            f"encoder.checkpoint={pretrained}",
+            f"tasks.gtzan.root={root}",
+            "trainer.max_steps=3",
+            "trainer.val_every=3",
+            "dataset.max_frames=32",
+            "trainer.batch_size=8",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "M3BERT_MULTIRUN": str(tmp_path / "multirun")},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
-    modes = {p.parent.name.split("encoder.mode=")[1].split(",")[0]: json.loads(p.read_text())
-             for p in (tmp_path / "multirun/finetune_gtzan").glob("*/metrics.json")}
+    modes = {
+        p.parent.name.split("encoder.mode=")[1].split(",")[0]: json.loads(p.read_text())
+        for p in (tmp_path / "multirun/finetune_gtzan").glob("*/metrics.json")
+    }
     assert set(modes) == {"frozen", "finetune", "scratch", "baseline"}
     assert all("gtzan/test/accuracy" in m["test"] for m in modes.values())

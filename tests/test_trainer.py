@@ -6,14 +6,21 @@ import sys
 
 import pytest
 import torch
-
 from conftest import ROOT, TINY, make_config
-from m3bert.training import checkpoint
+
 from m3bert.train import run
+from m3bert.training import checkpoint
 from m3bert.training.trainer import Trainer
 
-QUICK = [*TINY, "dataset=random", "dataset.max_frames=64", "trainer.batch_size=4", "trainer.log_every=1",
-         "trainer.image_every=0", "scheduler.warmup_steps=2"]
+QUICK = [
+    *TINY,
+    "dataset=random",
+    "dataset.max_frames=64",
+    "trainer.batch_size=4",
+    "trainer.log_every=1",
+    "trainer.image_every=0",
+    "scheduler.warmup_steps=2",
+]
 
 
 def losses(run_dir):
@@ -23,8 +30,13 @@ def losses(run_dir):
 
 def test_resume_continues_exactly_as_if_never_stopped(tmp_path, monkeypatch):
     # Dropout, random masks, shuffling and several epochs (64 clips / 4 per step = 16 steps an epoch) all in play.
-    overrides = [*QUICK, "trainer.max_steps=24", "trainer.save_every=10", "trainer.val_every=100",
-                 "trainer.grad_accum=2"]
+    overrides = [
+        *QUICK,
+        "trainer.max_steps=24",
+        "trainer.save_every=10",
+        "trainer.val_every=100",
+        "trainer.grad_accum=2",
+    ]
     straight = tmp_path / "straight"
     run(make_config(*overrides), straight)
 
@@ -45,8 +57,12 @@ def test_resume_continues_exactly_as_if_never_stopped(tmp_path, monkeypatch):
 
     expected, got = losses(straight), losses(crashed)
     assert sorted(got) == list(range(1, 25))  # the log reads as one run
-    torch.testing.assert_close(torch.tensor([got[s] for s in range(1, 25)]),
-                               torch.tensor([expected[s] for s in range(1, 25)]), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        torch.tensor([got[s] for s in range(1, 25)]),
+        torch.tensor([expected[s] for s in range(1, 25)]),
+        rtol=1e-5,
+        atol=1e-6,
+    )
     a = checkpoint.load(straight / "checkpoints/step_0000024.pt")["model"]
     b = checkpoint.load(crashed / "checkpoints/step_0000024.pt")["model"]
     for key in a:
@@ -69,16 +85,27 @@ def test_resume_with_another_architecture_fails_clearly(tmp_path):
 
 
 def test_training_reduces_the_reconstruction_loss(tmp_path):
-    summary = run(make_config(*QUICK, "trainer.max_steps=60", "optimizer.lr=3e-3", "trainer.val_every=20",
-                              "model.dropout=0.0"), tmp_path)
+    summary = run(
+        make_config(*QUICK, "trainer.max_steps=60", "optimizer.lr=3e-3", "trainer.val_every=20", "model.dropout=0.0"),
+        tmp_path,
+    )
     history = losses(tmp_path)
     assert sum(history[s] for s in range(51, 61)) < 0.8 * sum(history[s] for s in range(1, 11))
     assert summary["best"]["val/loss"] < summary["final"]["train/loss"] * 1.5
 
 
 def test_run_folder_holds_summary_figures_and_checkpoints(tmp_path):
-    summary = run(make_config(*QUICK, "trainer.max_steps=4", "trainer.val_every=2", "trainer.image_every=2",
-                              "trainer.save_every=2", "trainer.keep=1"), tmp_path)
+    summary = run(
+        make_config(
+            *QUICK,
+            "trainer.max_steps=4",
+            "trainer.val_every=2",
+            "trainer.image_every=2",
+            "trainer.save_every=2",
+            "trainer.keep=1",
+        ),
+        tmp_path,
+    )
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
     assert on_disk["steps"] == summary["steps"] == 4
     for key in ("final", "best", "frames_per_s", "wall_time_s", "git_commit", "precision"):
@@ -94,8 +121,12 @@ def test_run_folder_holds_summary_figures_and_checkpoints(tmp_path):
 
 def test_non_finite_loss_stops_with_the_step(tmp_path):
     with pytest.raises(FloatingPointError, match=r"non-finite loss .* at step (\d+)") as err:
-        run(make_config(*QUICK, "trainer.max_steps=20", "optimizer.lr=1e30", "trainer.grad_clip=0",
-                        "trainer.save_every=1"), tmp_path)
+        run(
+            make_config(
+                *QUICK, "trainer.max_steps=20", "optimizer.lr=1e30", "trainer.grad_clip=0", "trainer.save_every=1"
+            ),
+            tmp_path,
+        )
     failed_at = int(re.search(r"at step (\d+)", str(err.value)).group(1))
     assert failed_at > 1
     # Checkpoints hold only steps before the divergence.
@@ -131,13 +162,27 @@ def test_wandb_logger_runs_offline_and_resumes_the_same_run(tmp_path, monkeypatc
 
 
 def cli(*args, env=None, timeout=300):
-    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "WANDB_MODE": "offline", **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "WANDB_MODE": "offline", **(env or {})},
+    )
 
 
 def test_sweep_writes_one_run_per_value(tmp_path):
-    out = cli("m3bert.train", "-m", "+experiment=smoke", "masking.ratio=0.1,0.2", "trainer.max_steps=2",
-              "logger=none", "trainer.progress=false", env={"M3BERT_MULTIRUN": str(tmp_path)})
+    out = cli(
+        "m3bert.train",
+        "-m",
+        "+experiment=smoke",
+        "masking.ratio=0.1,0.2",
+        "trainer.max_steps=2",
+        "logger=none",
+        "trainer.progress=false",
+        env={"M3BERT_MULTIRUN": str(tmp_path)},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     runs = sorted(p.parent.name for p in tmp_path.glob("smoke/*/metrics.json"))
     assert runs == ["masking.ratio=0.1", "masking.ratio=0.2"]
@@ -145,34 +190,68 @@ def test_sweep_writes_one_run_per_value(tmp_path):
 
 @pytest.mark.slow
 def test_sweep_with_the_joblib_launcher(tmp_path):
-    out = cli("m3bert.train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "+experiment=smoke",
-              "masking=cfm,patch", "trainer.max_steps=2", "logger=none", "trainer.progress=false",
-              env={"M3BERT_MULTIRUN": str(tmp_path)})
+    out = cli(
+        "m3bert.train",
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "+experiment=smoke",
+        "masking=cfm,patch",
+        "trainer.max_steps=2",
+        "logger=none",
+        "trainer.progress=false",
+        env={"M3BERT_MULTIRUN": str(tmp_path)},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert len(list(tmp_path.glob("smoke/*/metrics.json"))) == 2
 
 
 def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path):
-    common = ["+experiment=smoke", "logger=none", "trainer.progress=false", "trainer.max_steps=4",
-              "trainer.log_every=1", "trainer.image_every=0", "model.dropout=0.0", "trainer.val_every=4",
-              # Masks are drawn per process, so equality is checked on the unmasked objective.
-              "masking=none"]
+    common = [
+        "+experiment=smoke",
+        "logger=none",
+        "trainer.progress=false",
+        "trainer.max_steps=4",
+        "trainer.log_every=1",
+        "trainer.image_every=0",
+        "model.dropout=0.0",
+        "trainer.val_every=4",
+        # Masks are drawn per process, so equality is checked on the unmasked objective.
+        "masking=none",
+    ]
     single = cli("m3bert.train", *common, "trainer.batch_size=8", f"hydra.run.dir={tmp_path / 'one'}")
     assert single.returncode == 0, single.stderr[-3000:]
     double = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "m3bert.train",
-         *common, "trainer.batch_size=4", f"hydra.run.dir={tmp_path / 'two'}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "m3bert.train",
+            *common,
+            "trainer.batch_size=4",
+            f"hydra.run.dir={tmp_path / 'two'}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert double.returncode == 0, double.stderr[-3000:]
     one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
     assert sorted(one) == sorted(two) == [1, 2, 3, 4]
-    torch.testing.assert_close(torch.tensor(list(two.values())), torch.tensor(list(one.values())), rtol=1e-4,
-                               atol=1e-5)
+    torch.testing.assert_close(torch.tensor(list(two.values())), torch.tensor(list(one.values())), rtol=1e-4, atol=1e-5)
     metrics = json.loads((tmp_path / "two/metrics.json").read_text())
     assert metrics["world_size"] == 2
-    torch.testing.assert_close(metrics["best"]["val/loss"],
-                               json.loads((tmp_path / "one/metrics.json").read_text())["best"]["val/loss"],
-                               rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        metrics["best"]["val/loss"],
+        json.loads((tmp_path / "one/metrics.json").read_text())["best"]["val/loss"],
+        rtol=1e-4,
+        atol=1e-5,
+    )
 
 
 @pytest.mark.gpu
@@ -190,8 +269,16 @@ def test_cuda_amp_trains_and_resumes(tmp_path, precision):
 
 def test_early_stopping_stops_and_stays_stopped(tmp_path, caplog):
     # A monitor that can only get worse after the first evaluation: the validation loss, maximised.
-    overrides = [*QUICK, "trainer.max_steps=40", "trainer.val_every=2", "trainer.patience=2",
-                 "trainer.monitor_mode=max", "trainer.save_every=100", "optimizer.lr=3e-3", "model.dropout=0.0"]
+    overrides = [
+        *QUICK,
+        "trainer.max_steps=40",
+        "trainer.val_every=2",
+        "trainer.patience=2",
+        "trainer.monitor_mode=max",
+        "trainer.save_every=100",
+        "optimizer.lr=3e-3",
+        "model.dropout=0.0",
+    ]
     summary = run(make_config(*overrides), tmp_path)
     assert summary["steps"] < 40 and summary["best"]["step"] == summary["steps"] - 4
     with caplog.at_level("INFO"):

@@ -23,12 +23,30 @@ from m3bert.adapters.base import DatasetLayoutError, Track, audio_files, check_u
 from m3bert.adapters.splits import DEFAULT_FRACTIONS, split_option
 
 log = logging.getLogger(__name__)
-STYLES = ("Chacha", "Foxtrot", "Jive", "Pasodoble", "Quickstep", "Rumba", "Salsa", "Samba", "Slowwaltz", "Tango",
-          "Viennesewaltz", "Waltz", "Wcswing")
+STYLES = (
+    "Chacha",
+    "Foxtrot",
+    "Jive",
+    "Pasodoble",
+    "Quickstep",
+    "Rumba",
+    "Salsa",
+    "Samba",
+    "Slowwaltz",
+    "Tango",
+    "Viennesewaltz",
+    "Waltz",
+    "Wcswing",
+)
 
 
-def tracks(root: str | Path, styles: Sequence[str] | None = None, split: str | None = "random", seed: int = 0,
-           fractions: Sequence[float] = DEFAULT_FRACTIONS) -> list[Track]:
+def tracks(
+    root: str | Path,
+    styles: Sequence[str] | None = None,
+    split: str | None = "random",
+    seed: int = 0,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+) -> list[Track]:
     """Extended Ballroom tracks with ``style``, sorted by id.
 
     styles: the styles to keep (default all 13), e.g. to leave out the small classes.
@@ -45,14 +63,19 @@ def tracks(root: str | Path, styles: Sequence[str] | None = None, split: str | N
         log.warning("%s: ignored folders that are not Extended Ballroom styles: %s", root, ", ".join(others))
     missing = [style for style in chosen if not (root / style).is_dir()]
     if len(missing) == len(chosen):
-        raise DatasetLayoutError(f"{root}: none of the style folders {', '.join(chosen)} is here; point root at the "
-                                 "folder that holds Chacha/, Foxtrot/, ...")
+        raise DatasetLayoutError(
+            f"{root}: none of the style folders {', '.join(chosen)} is here; point root at the "
+            "folder that holds Chacha/, Foxtrot/, ..."
+        )
     if missing:
         log.warning("%s: style folders missing (partial download?): %s", root, ", ".join(missing))
 
-    out = [Track(relative_id(path, root), path, None, {"style": style})
-           for style in chosen if (root / style).is_dir()
-           for path in audio_files(root / style)]
+    out = [
+        Track(relative_id(path, root), path, None, {"style": style})
+        for style in chosen
+        if (root / style).is_dir()
+        for path in audio_files(root / style)
+    ]
     if not out:
         raise DatasetLayoutError(f"{root}: the style folders hold no audio files")
     out = check_unique(sorted(out, key=lambda t: t.track_id), root)

@@ -69,7 +69,8 @@ def check_unique(tracks: list[Track], where: Path) -> list[Track]:
         if track.track_id in seen:
             raise DatasetLayoutError(
                 f"{where}: track id {track.track_id!r} is given to both {seen[track.track_id]} and {track.audio}; "
-                "keep one copy of each recording (e.g. not both a .wav and an .mp3)")
+                "keep one copy of each recording (e.g. not both a .wav and an .mp3)"
+            )
         seen[track.track_id] = track.audio
     return tracks
 
@@ -84,11 +85,18 @@ def keep_present(expected: dict[str, Path], where: Path, log: logging.Logger) ->
     missing = [track_id for track_id in expected if track_id not in present]
     if expected and not present:
         example = next(iter(expected.values()))
-        raise DatasetLayoutError(f"{where}: none of the {len(expected)} audio files named by the metadata exist "
-                                 f"(first expected: {example}); is the audio folder right?")
+        raise DatasetLayoutError(
+            f"{where}: none of the {len(expected)} audio files named by the metadata exist "
+            f"(first expected: {example}); is the audio folder right?"
+        )
     if missing:
-        log.warning("%s: skipped %d of %d metadata rows whose audio file is missing (first: %s); partial download?",
-                    where, len(missing), len(expected), ", ".join(missing[:5]))
+        log.warning(
+            "%s: skipped %d of %d metadata rows whose audio file is missing (first: %s); partial download?",
+            where,
+            len(missing),
+            len(expected),
+            ", ".join(missing[:5]),
+        )
     return present
 
 

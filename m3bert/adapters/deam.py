@@ -31,8 +31,9 @@ ANNOTATION_FILES = ("static_annotations_averaged_songs_1_2000.csv", "static_anno
 COLUMNS = ("song_id", "valence_mean", "arousal_mean")
 
 
-def tracks(root: str | Path, split: str | None = "random", seed: int = 0,
-           fractions: Sequence[float] = DEFAULT_FRACTIONS) -> list[Track]:
+def tracks(
+    root: str | Path, split: str | None = "random", seed: int = 0, fractions: Sequence[float] = DEFAULT_FRACTIONS
+) -> list[Track]:
     """DEAM songs with ``arousal`` and ``valence``, id = the song id (``"2"``), sorted by id.
 
     split: ``"random"`` (seeded, ``fractions`` train/valid/test) or None.
@@ -46,8 +47,10 @@ def tracks(root: str | Path, split: str | None = "random", seed: int = 0,
 
     by_id = {str(row.song_id): row for row in ratings.itertuples(index=False)}
     present = keep_present({i: audio_dir / f"{i}.mp3" for i in by_id}, audio_dir, log)
-    out = [Track(i, path, None, {"arousal": float(by_id[i].arousal_mean), "valence": float(by_id[i].valence_mean)})
-           for i, path in present.items()]
+    out = [
+        Track(i, path, None, {"arousal": float(by_id[i].arousal_mean), "valence": float(by_id[i].valence_mean)})
+        for i, path in present.items()
+    ]
     return split_option(sorted(out, key=lambda t: t.track_id), split, fractions, seed, None, "deam")
 
 
@@ -62,6 +65,7 @@ def read_annotations(path: Path) -> pd.DataFrame:
     table = table[list(COLUMNS)].apply(pd.to_numeric, errors="coerce")
     bad = table.index[table.isna().any(axis=1)]
     if len(bad):
-        raise DatasetLayoutError(f"{path}: empty or non-numeric {', '.join(COLUMNS)} on line(s) "
-                                 f"{[int(i) + 2 for i in bad[:5]]}")
+        raise DatasetLayoutError(
+            f"{path}: empty or non-numeric {', '.join(COLUMNS)} on line(s) {[int(i) + 2 for i in bad[:5]]}"
+        )
     return table.astype({"song_id": int})

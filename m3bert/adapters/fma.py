@@ -30,8 +30,12 @@ from m3bert.adapters.base import DatasetLayoutError, Track, keep_present, requir
 
 log = logging.getLogger(__name__)
 # subset -> the (set, subset) values it includes: fma_full has every track, as full-length audio.
-SUBSETS = {"small": ("small",), "medium": ("small", "medium"), "large": ("small", "medium", "large"),
-           "full": ("small", "medium", "large")}
+SUBSETS = {
+    "small": ("small",),
+    "medium": ("small", "medium"),
+    "large": ("small", "medium", "large"),
+    "full": ("small", "medium", "large"),
+}
 SPLITS = {"training": "train", "validation": "valid", "test": "test"}
 COLUMNS = {"split": ("set", "split"), "subset": ("set", "subset"), "genre": ("track", "genre_top")}
 
@@ -54,8 +58,10 @@ def tracks(root: str | Path, subset: str = "small") -> list[Track]:
     for track_id, path in present.items():
         row = rows[track_id]
         if row.split not in SPLITS:
-            raise DatasetLayoutError(f"{root / 'fma_metadata' / 'tracks.csv'}: track {track_id} has split "
-                                     f"{row.split!r}; expected one of {list(SPLITS)}")
+            raise DatasetLayoutError(
+                f"{root / 'fma_metadata' / 'tracks.csv'}: track {track_id} has split "
+                f"{row.split!r}; expected one of {list(SPLITS)}"
+            )
         labels = {"genre": row.genre} if row.genre else {}
         out.append(Track(track_id, path, SPLITS[row.split], labels))
     return sorted(out, key=lambda t: t.track_id)
@@ -76,8 +82,9 @@ def read_tracks(path: Path) -> pd.DataFrame:
         if column not in header:
             raise DatasetLayoutError(f"{path}: no column {column} in the two header rows")
         positions[key] = header.index(column)
-    table = pd.read_csv(path, header=None, skiprows=3, usecols=[0, *positions.values()], dtype=str,
-                        keep_default_na=False)
+    table = pd.read_csv(
+        path, header=None, skiprows=3, usecols=[0, *positions.values()], dtype=str, keep_default_na=False
+    )
     # Without a header, pandas names columns by their position in the file.
     table = table.rename(columns={position: key for key, position in positions.items()})
     ids = pd.to_numeric(table[0], errors="coerce")

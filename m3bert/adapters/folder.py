@@ -37,8 +37,7 @@ def tracks(root: str | Path, label_from_parent: str | None = None) -> list[Track
     """
     root = require(Path(root), "a folder of audio files")
     if label_from_parent is not None and label_from_parent not in PARENT_LABELS:
-        raise ValueError(f"folder: label_from_parent must be one of {PARENT_LABELS} or None, "
-                         f"got {label_from_parent!r}")
+        raise ValueError(f"folder: label_from_parent must be one of {PARENT_LABELS} or None, got {label_from_parent!r}")
     files = audio_files(root)
     if not files:
         raise DatasetLayoutError(f"{root}: no audio files found (looked recursively for {', '.join(AUDIO_SUFFIXES)})")
@@ -47,9 +46,10 @@ def tracks(root: str | Path, label_from_parent: str | None = None) -> list[Track
         labels = {}
         if label_from_parent is not None:
             if path.parent == root:
-                raise DatasetLayoutError(f"{path}: sits directly in {root}, so it has no folder to take its "
-                                         f"{label_from_parent} from; put each file in a folder named by its label")
+                raise DatasetLayoutError(
+                    f"{path}: sits directly in {root}, so it has no folder to take its "
+                    f"{label_from_parent} from; put each file in a folder named by its label"
+                )
             labels[label_from_parent] = path.parent.name
         out.append(Track(relative_id(path, root), path, None, labels))
     return check_unique(out, root)
-

@@ -33,8 +33,13 @@ FAULT_FILTERED = Path(__file__).with_name("gtzan_fault_filtered")
 GENRE_FOLDERS = ("genres", "genres_original", "Data/genres_original", ".")
 
 
-def tracks(root: str | Path, split: str | None = "fault_filtered", split_dir: str | Path | None = None,
-           seed: int = 0, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> list[Track]:
+def tracks(
+    root: str | Path,
+    split: str | None = "fault_filtered",
+    split_dir: str | Path | None = None,
+    seed: int = 0,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+) -> list[Track]:
     """GTZAN tracks with ``genre``, sorted by id; see the module docstring for ``split``.
 
     split_dir: a folder of split lists to use instead of the shipped fault-filtered one (``split="fault_filtered"``).
@@ -43,12 +48,15 @@ def tracks(root: str | Path, split: str | None = "fault_filtered", split_dir: st
     if split not in ("fault_filtered", "random", None):
         raise ValueError(f"gtzan: split must be 'fault_filtered', 'random' or None, got {split!r}")
     genres_dir = find_genres(require(Path(root), "the GTZAN folder (genres/<genre>/<genre>.000NN.wav)"))
-    everything = check_unique([
-        Track(f"{genre}/{path.stem}", path, None, {"genre": genre})
-        for genre in GENRES
-        for path in sorted((genres_dir / genre).glob(f"{genre}.*"))
-        if path.suffix.lower() in SUFFIXES and path.is_file()
-    ], genres_dir)
+    everything = check_unique(
+        [
+            Track(f"{genre}/{path.stem}", path, None, {"genre": genre})
+            for genre in GENRES
+            for path in sorted((genres_dir / genre).glob(f"{genre}.*"))
+            if path.suffix.lower() in SUFFIXES and path.is_file()
+        ],
+        genres_dir,
+    )
     if not everything:
         raise DatasetLayoutError(f"{genres_dir}: the genre folders hold no audio files named <genre>.000NN.<wav|au>")
     if split is None:
@@ -59,8 +67,9 @@ def tracks(root: str | Path, split: str | None = "fault_filtered", split_dir: st
     lists = read_split_lists(Path(split_dir) if split_dir is not None else FAULT_FILTERED)
     by_id = {t.track_id: t for t in everything}
     # A listed file that isn't on disk gets a path that doesn't exist either, so keep_present skips and counts it.
-    present = keep_present({i: by_id[i].audio if i in by_id else genres_dir / f"{i}.wav" for i in lists},
-                           genres_dir, log)
+    present = keep_present(
+        {i: by_id[i].audio if i in by_id else genres_dir / f"{i}.wav" for i in lists}, genres_dir, log
+    )
     return sorted((Track(i, present[i], lists[i], by_id[i].labels) for i in present), key=lambda t: t.track_id)
 
 
@@ -71,8 +80,10 @@ def find_genres(root: Path) -> Path:
         candidate = root / name
         if any((candidate / genre).is_dir() for genre in GENRES):
             return candidate
-    raise DatasetLayoutError(f"{root}: no GTZAN genre folders ({', '.join(GENRES)}) in any of "
-                             f"{', '.join(n for n in GENRE_FOLDERS if n != '.')} or in the folder itself")
+    raise DatasetLayoutError(
+        f"{root}: no GTZAN genre folders ({', '.join(GENRES)}) in any of "
+        f"{', '.join(n for n in GENRE_FOLDERS if n != '.')} or in the folder itself"
+    )
 
 
 def read_split_lists(folder: Path) -> dict[str, str]:
@@ -84,8 +95,10 @@ def read_split_lists(folder: Path) -> dict[str, str]:
         candidates = [folder / f"{split}.txt", folder / f"{split}_filtered.txt"]
         paths[split] = next((c for c in candidates if c.is_file()), None)
         if paths[split] is None:
-            raise DatasetLayoutError(f"{folder}: no {split}.txt or {split}_filtered.txt; expected one GTZAN file "
-                                     "name per line, like blues/blues.00029.wav")
+            raise DatasetLayoutError(
+                f"{folder}: no {split}.txt or {split}_filtered.txt; expected one GTZAN file "
+                "name per line, like blues/blues.00029.wav"
+            )
     out: dict[str, str] = {}
     for split, path in paths.items():
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
@@ -94,8 +107,9 @@ def read_split_lists(folder: Path) -> dict[str, str]:
                 continue
             track_id = list_entry_id(entry)
             if track_id is None:
-                raise DatasetLayoutError(f"{path}:{number}: {entry!r} is not a GTZAN file name "
-                                         "(like blues/blues.00029.wav)")
+                raise DatasetLayoutError(
+                    f"{path}:{number}: {entry!r} is not a GTZAN file name (like blues/blues.00029.wav)"
+                )
             if track_id in out:
                 raise DatasetLayoutError(f"{path}:{number}: {entry} is already in the {out[track_id]} list")
             out[track_id] = split

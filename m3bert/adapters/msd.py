@@ -51,21 +51,28 @@ def tracks(root: str | Path, genre_file: str | Path | None = None, labelled_only
             continue
         track_id = match.group(1)
         if track_id in files:
-            raise DatasetLayoutError(f"{root}: MSD track {track_id} has two audio files, {files[track_id]} and "
-                                     f"{path}; keep one")
+            raise DatasetLayoutError(
+                f"{root}: MSD track {track_id} has two audio files, {files[track_id]} and {path}; keep one"
+            )
         files[track_id] = path
     if not files:
         raise DatasetLayoutError(f"{root}: no audio files named by an MSD track id (like TRAAAAK128F9318786.mp3)")
     if unnamed:
-        log.warning("%s: skipped %d audio files not named by an MSD track id (first: %s)", root, len(unnamed),
-                    unnamed[0])
+        log.warning(
+            "%s: skipped %d audio files not named by an MSD track id (first: %s)", root, len(unnamed), unnamed[0]
+        )
 
     genres = read_genres(Path(genre_file)) if genre_file is not None else {}
     if genres:
         unheard = sum(1 for track_id in genres if track_id not in files)
         if unheard:
-            log.warning("%s: %d of %d tracks in the genre file have no preview under %s; skipped", genre_file,
-                        unheard, len(genres), root)
+            log.warning(
+                "%s: %d of %d tracks in the genre file have no preview under %s; skipped",
+                genre_file,
+                unheard,
+                len(genres),
+                root,
+            )
     out = []
     for track_id in sorted(files):
         if labelled_only and track_id not in genres:

@@ -42,8 +42,13 @@ HEADER = ("TRACK_ID", "ARTIST_ID", "ALBUM_ID", "PATH", "DURATION")
 TAG_PREFIX = "---"
 
 
-def tracks(root: str | Path, subset: str = "moodtheme", split: int = 0, with_splits: bool = True,
-           audio_dir: str | Path = "raw_30s/audio") -> list[Track]:
+def tracks(
+    root: str | Path,
+    subset: str = "moodtheme",
+    split: int = 0,
+    with_splits: bool = True,
+    audio_dir: str | Path = "raw_30s/audio",
+) -> list[Track]:
     """One Track per MTG-Jamendo track of ``subset`` whose audio is present; id = ``TRACK_ID`` (``track_0000214``).
 
     subset: all | moodtheme | top50tags | genre | instrument.
@@ -66,8 +71,9 @@ def tracks(root: str | Path, subset: str = "moodtheme", split: int = 0, with_spl
             tsv = split_dir / f"{stem}-{file_suffix}.tsv"
             for track_id, path, tags in read_tsv(tsv):
                 if track_id in rows:
-                    raise DatasetLayoutError(f"{tsv}: {track_id} is also in {rows[track_id][3]}; a track belongs "
-                                             "to one split")
+                    raise DatasetLayoutError(
+                        f"{tsv}: {track_id} is also in {rows[track_id][3]}; a track belongs to one split"
+                    )
                 rows[track_id] = (path, tags, name, tsv)
     else:
         tsv = metadata / f"{stem}.tsv"
@@ -96,9 +102,11 @@ def read_tsv(path: Path) -> list[tuple[str, str, list[str]]]:
             if fields == [""]:
                 continue
             if len(fields) < len(HEADER):
-                raise DatasetLayoutError(f"{path}:{number}: expected at least {len(HEADER)} tab-separated fields "
-                                         f"(TRACK_ID ... DURATION, then tags), got {len(fields)}")
-            out.append((fields[0], fields[3], [tag for tag in fields[len(HEADER):] if tag.strip()]))
+                raise DatasetLayoutError(
+                    f"{path}:{number}: expected at least {len(HEADER)} tab-separated fields "
+                    f"(TRACK_ID ... DURATION, then tags), got {len(fields)}"
+                )
+            out.append((fields[0], fields[3], [tag for tag in fields[len(HEADER) :] if tag.strip()]))
     return out
 
 
@@ -116,6 +124,8 @@ def tag_label(tag: str, category: str | None, where: str) -> str:
         return clean_tag(tag)
     prefix, sep, name = tag.partition(TAG_PREFIX)
     if not sep or prefix != category:
-        raise DatasetLayoutError(f"{where}: tag {tag!r} is not of the form '{category}{TAG_PREFIX}<tag>' that "
-                                 f"this subset's files hold; is the subset right?")
+        raise DatasetLayoutError(
+            f"{where}: tag {tag!r} is not of the form '{category}{TAG_PREFIX}<tag>' that "
+            f"this subset's files hold; is the subset right?"
+        )
     return clean_tag(name)

@@ -44,21 +44,54 @@ log = logging.getLogger(__name__)
 # number (2 digits), variation (1 digit), instrument code, playing style, dynamics; anything may follow.
 RWC_NAME = re.compile(r"^(\d{2})(\d)([A-Z0-9]{2})([A-Z0-9]{2})([A-Z0-9])(?![A-Z0-9])")
 INSTRUMENTS = {
-    "PF": "piano", "EP": "electric piano", "HC": "harpsichord", "GL": "glockenspiel", "MB": "marimba",
-    "XY": "xylophone", "AC": "accordion", "HM": "harmonica",
-    "CG": "classical guitar", "UK": "ukulele", "AG": "acoustic guitar", "MD": "mandolin", "EG": "electric guitar",
-    "EB": "electric bass", "BJ": "banjo", "KT": "koto",
-    "VN": "violin", "VL": "viola", "VC": "cello", "CB": "contrabass", "HP": "harp", "TM": "timpani",
-    "TR": "trumpet", "TB": "trombone", "TU": "tuba", "HR": "horn",
-    "SS": "soprano sax", "AS": "alto sax", "TS": "tenor sax", "BS": "baritone sax",
-    "OB": "oboe", "EH": "english horn", "FG": "bassoon", "CL": "clarinet",
-    "PC": "piccolo", "FL": "flute", "RC": "recorder",
+    "PF": "piano",
+    "EP": "electric piano",
+    "HC": "harpsichord",
+    "GL": "glockenspiel",
+    "MB": "marimba",
+    "XY": "xylophone",
+    "AC": "accordion",
+    "HM": "harmonica",
+    "CG": "classical guitar",
+    "UK": "ukulele",
+    "AG": "acoustic guitar",
+    "MD": "mandolin",
+    "EG": "electric guitar",
+    "EB": "electric bass",
+    "BJ": "banjo",
+    "KT": "koto",
+    "VN": "violin",
+    "VL": "viola",
+    "VC": "cello",
+    "CB": "contrabass",
+    "HP": "harp",
+    "TM": "timpani",
+    "TR": "trumpet",
+    "TB": "trombone",
+    "TU": "tuba",
+    "HR": "horn",
+    "SS": "soprano sax",
+    "AS": "alto sax",
+    "TS": "tenor sax",
+    "BS": "baritone sax",
+    "OB": "oboe",
+    "EH": "english horn",
+    "FG": "bassoon",
+    "CL": "clarinet",
+    "PC": "piccolo",
+    "FL": "flute",
+    "RC": "recorder",
 }
 UNKNOWN = ("code", "error")
 
 
-def tracks(root: str | Path, unknown: str = "code", split: str | None = "random", seed: int = 0,
-           fractions: Sequence[float] = DEFAULT_FRACTIONS) -> list[Track]:
+def tracks(
+    root: str | Path,
+    unknown: str = "code",
+    split: str | None = "random",
+    seed: int = 0,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+) -> list[Track]:
     """RWC-MDB-I files with ``instrument``, sorted by id.
 
     unknown: what a code missing from ``INSTRUMENTS`` becomes: ``"code"`` (the raw code as label) or ``"error"``.
@@ -74,17 +107,24 @@ def tracks(root: str | Path, unknown: str = "code", split: str | None = "random"
     for path in files:
         match = RWC_NAME.match(path.name.upper())
         if match is None:
-            raise DatasetLayoutError(f"{path}: not an RWC-MDB-I file name (3 digits, instrument code, playing "
-                                     "style, dynamics, like 011PFNOF.wav)")
+            raise DatasetLayoutError(
+                f"{path}: not an RWC-MDB-I file name (3 digits, instrument code, playing "
+                "style, dynamics, like 011PFNOF.wav)"
+            )
         code = match.group(3)
         if code not in INSTRUMENTS:
             if unknown == "error":
-                raise DatasetLayoutError(f"{path}: instrument code {code!r} is not in rwc.INSTRUMENTS; add it, or "
-                                         "pass unknown='code' to use the raw code as label")
+                raise DatasetLayoutError(
+                    f"{path}: instrument code {code!r} is not in rwc.INSTRUMENTS; add it, or "
+                    "pass unknown='code' to use the raw code as label"
+                )
             unmapped.add(code)
         out.append(Track(relative_id(path, root), path, None, {"instrument": INSTRUMENTS.get(code, code)}))
     if unmapped:
-        log.warning("%s: instrument codes without a name in rwc.INSTRUMENTS, labelled by the raw code: %s", root,
-                    ", ".join(sorted(unmapped)))
+        log.warning(
+            "%s: instrument codes without a name in rwc.INSTRUMENTS, labelled by the raw code: %s",
+            root,
+            ", ".join(sorted(unmapped)),
+        )
     out = check_unique(sorted(out, key=lambda t: t.track_id), root)
     return split_option(out, split, fractions, seed, "instrument", "rwc")

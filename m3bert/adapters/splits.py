@@ -24,8 +24,10 @@ def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
     e.g. the ListConfig Hydra passes."""
     values = tuple(float(f) for f in fractions)
     if len(values) != len(SPLITS) or any(f < 0 for f in values) or abs(sum(values) - 1.0) > 1e-6:
-        raise ValueError(f"split fractions must be three non-negative numbers (train, valid, test) summing to 1, "
-                         f"got {list(fractions)}")
+        raise ValueError(
+            f"split fractions must be three non-negative numbers (train, valid, test) summing to 1, "
+            f"got {list(fractions)}"
+        )
     return values  # type: ignore[return-value]
 
 
@@ -40,8 +42,9 @@ def allocate(count: int, fractions: Sequence[float]) -> list[int]:
     return counts
 
 
-def random_split(tracks: Iterable[Track], fractions: Sequence[float] = DEFAULT_FRACTIONS, seed: int = 0,
-                 stratify: str | None = None) -> list[Track]:
+def random_split(
+    tracks: Iterable[Track], fractions: Sequence[float] = DEFAULT_FRACTIONS, seed: int = 0, stratify: str | None = None
+) -> list[Track]:
     """Copies of ``tracks`` with ``split`` drawn at random, sorted by track id; any split they had is replaced.
 
     ``stratify``: a label name (e.g. ``"genre"``); each value of it is split in the given fractions on its own, so
@@ -66,13 +69,14 @@ def random_split(tracks: Iterable[Track], fractions: Sequence[float] = DEFAULT_F
         random.Random(f"{seed}/{key}").shuffle(members)
         start = 0
         for split, count in zip(SPLITS, allocate(len(members), fractions), strict=True):
-            out += [dataclasses.replace(track, split=split) for track in members[start:start + count]]
+            out += [dataclasses.replace(track, split=split) for track in members[start : start + count]]
             start += count
     return sorted(out, key=lambda t: t.track_id)
 
 
-def split_option(tracks: list[Track], split: str | None, fractions: Sequence[float], seed: int,
-                 stratify: str | None, dataset: str) -> list[Track]:
+def split_option(
+    tracks: list[Track], split: str | None, fractions: Sequence[float], seed: int, stratify: str | None, dataset: str
+) -> list[Track]:
     """The ``split`` option of an adapter for a dataset with no official split: ``"random"`` draws a seeded
     (stratified) split here; None leaves ``split`` unset, for pre-training or for the prepare step to draw one."""
     if split is None:

@@ -43,8 +43,12 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     wanted = set(args.only or BENCHMARKS)
-    machine = {"platform": platform.platform(), "torch": torch.__version__, "cuda": torch.cuda.is_available(),
-               "when": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    machine = {
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.is_available(),
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
 
     for name in BENCHMARKS:
         if name not in wanted:
@@ -52,6 +56,7 @@ def main() -> None:
         result = {"machine": machine, **BENCHMARKS[name](torch.cuda.is_available())}
         write_json(result, out / f"{name}.json")
         print(json.dumps(result, indent=2))
+
 
 if __name__ == "__main__":
     main()

@@ -29,9 +29,15 @@ class BertReference(nn.Module):
         from transformers import BertConfig, BertModel
 
         bert_cfg = BertConfig(
-            vocab_size=1, type_vocab_size=1, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
-            num_attention_heads=cfg.num_heads, intermediate_size=cfg.ffn_size, hidden_dropout_prob=cfg.dropout,
-            attention_probs_dropout_prob=cfg.attention_dropout, max_position_embeddings=cfg.max_positions,
+            vocab_size=1,
+            type_vocab_size=1,
+            hidden_size=cfg.hidden_size,
+            num_hidden_layers=cfg.num_layers,
+            num_attention_heads=cfg.num_heads,
+            intermediate_size=cfg.ffn_size,
+            hidden_dropout_prob=cfg.dropout,
+            attention_probs_dropout_prob=cfg.attention_dropout,
+            max_position_embeddings=cfg.max_positions,
         )
         bert_cfg._attn_implementation = "eager"
         self.projection = nn.Linear(cfg.input_dim, cfg.hidden_size)
@@ -95,8 +101,10 @@ def compare_cpu(layers: int = 3, batch: int = 8, frames: int = 512, steps: int =
     times = {name: [] for name, _, _ in runs}
     # The reference gets the optimiser transformers users get by default; ours the one conf/optimizer/adamw.yaml
     # configures (fused). Both are timed in the step.
-    optimizers = {name: torch.optim.AdamW(model.parameters(), lr=1e-4, fused=not name.startswith("reference"))
-                  for name, model, _ in runs}
+    optimizers = {
+        name: torch.optim.AdamW(model.parameters(), lr=1e-4, fused=not name.startswith("reference"))
+        for name, model, _ in runs
+    }
     generator = torch.Generator().manual_seed(0)
     for name, model, dtype in runs:  # warm-up (and compilation)
         _step(model, optimizers[name], clips, generator, dtype)
@@ -113,8 +121,11 @@ def compare_cpu(layers: int = 3, batch: int = 8, frames: int = 512, steps: int =
         _ = ours.encoder.positions[:frames] + masked.inputs.new_zeros(())
         prep.append(time.perf_counter() - start)
     result = {
-        "model": f"m3bert_small ({layers} x {cfg.hidden_size})", "batch": batch, "frames": frames,
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
+        "model": f"m3bert_small ({layers} x {cfg.hidden_size})",
+        "batch": batch,
+        "frames": frames,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
         "frames_per_s": frames_per_s,
         "speedup_fp32_vs_reference": frames_per_s["m3bert_fp32"] / frames_per_s["reference_fp32"],
         "speedup_fp32_compiled_vs_reference": frames_per_s.get("m3bert_fp32_compiled", float("nan"))
@@ -126,8 +137,10 @@ def compare_cpu(layers: int = 3, batch: int = 8, frames: int = 512, steps: int =
     if "bf16" in precisions:
         result["speedup_bf16_vs_reference_fp32"] = frames_per_s["m3bert_bf16"] / frames_per_s["reference_fp32"]
     else:
-        result["bf16"] = (f"skipped: this CPU ({result['cpu_capability']}) has no bf16 matmul instructions, so "
-                          "bf16 autocast is emulated and far slower than fp32")
+        result["bf16"] = (
+            f"skipped: this CPU ({result['cpu_capability']}) has no bf16 matmul instructions, so "
+            "bf16 autocast is emulated and far slower than fp32"
+        )
     return result
 
 
@@ -148,5 +161,12 @@ def gpu(frames: int = 1292, batch: int = 16, steps: int = 10) -> dict:
     name = torch.cuda.get_device_name()
     peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
     flops = training_flops(cfg, batch, frames) / step
-    return {"device": name, "model": "m3bert_base", "batch": batch, "frames": frames,
-            "frames_per_s": batch * frames / step, "tflops": flops / 1e12, "mfu": flops / peak if peak else None}
+    return {
+        "device": name,
+        "model": "m3bert_base",
+        "batch": batch,
+        "frames": frames,
+        "frames_per_s": batch * frames / step,
+        "tflops": flops / 1e12,
+        "mfu": flops / peak if peak else None,
+    }

@@ -25,11 +25,15 @@ def reconstruction_figure(example: dict[str, torch.Tensor], title: str = "") -> 
     original = example["original"].T.numpy()
     low, high = original.min(), original.max()
     fig, axes = plt.subplots(3, 1, figsize=(10, 8), sharex=True, constrained_layout=True)
-    panels = [("masked input", example["masked"]), ("reconstruction", example["reconstruction"]),
-              ("original", example["original"])]
+    panels = [
+        ("masked input", example["masked"]),
+        ("reconstruction", example["reconstruction"]),
+        ("original", example["original"]),
+    ]
     for ax, (label, values) in zip(axes, panels):
-        image = ax.imshow(values.T.numpy(), aspect="auto", origin="lower", vmin=low, vmax=high,
-                          interpolation="nearest", cmap="magma")
+        image = ax.imshow(
+            values.T.numpy(), aspect="auto", origin="lower", vmin=low, vmax=high, interpolation="nearest", cmap="magma"
+        )
         ax.set_ylabel(f"{label}\nchannel")
     axes[0].contour(example["mask"].T.float().numpy(), levels=[0.5], colors="cyan", linewidths=0.6)
     axes[-1].set_xlabel("frame")
@@ -71,8 +75,15 @@ def confusion_matrix(matrix, classes, title: str = "") -> plt.Figure:
         for i in range(len(classes)):
             for j in range(len(classes)):
                 if matrix[i, j]:
-                    ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=7,
-                            color="white" if share[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        int(matrix[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if share[i, j] > 0.5 else "black",
+                    )
     fig.colorbar(image, ax=ax, shrink=0.7, label="share of the true class")
     ax.set_title(title)
     return fig
@@ -96,8 +107,10 @@ def regression_scatter(target, prediction, names, title: str = "") -> plt.Figure
     fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 4), constrained_layout=True, squeeze=False)
     for d, (ax, name) in enumerate(zip(axes[0], names)):
         ax.scatter(target[:, d], prediction[:, d], s=8, alpha=0.6)
-        low, high = float(min(target[:, d].min(), prediction[:, d].min())), float(
-            max(target[:, d].max(), prediction[:, d].max()))
+        low, high = (
+            float(min(target[:, d].min(), prediction[:, d].min())),
+            float(max(target[:, d].max(), prediction[:, d].max())),
+        )
         ax.plot([low, high], [low, high], color="grey", linewidth=0.8)
         ax.set_xlabel(f"true {name} (standardised)")
         ax.set_ylabel("predicted")

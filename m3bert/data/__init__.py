@@ -13,6 +13,14 @@ from m3bert.data.manifest import (
 from m3bert.data.sampler import EpochSampler, shard
 
 __all__ = [
-    "Batch", "Clip", "ClipDataset", "EpochSampler", "ManifestDataset", "ManifestError", "RandomFeatureDataset", "collate",
-    "read_manifest", "shard",
+    "Batch",
+    "Clip",
+    "ClipDataset",
+    "EpochSampler",
+    "ManifestDataset",
+    "ManifestError",
+    "RandomFeatureDataset",
+    "collate",
+    "read_manifest",
+    "shard",
 ]

@@ -35,10 +35,15 @@ class Batch(NamedTuple):
     labels: dict[str, torch.Tensor] = {}  # key -> (batch, ...) targets, zero where a clip has none
     present: dict[str, torch.Tensor] = {}  # key -> (batch,) bool, whether each clip carries that label
 
-    def to(self, device: torch.device | str) -> "Batch":
+    def to(self, device: torch.device | str) -> Batch:
         move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
-        return Batch(move(self.features), move(self.lengths), move(self.indices),
-                     {k: move(v) for k, v in self.labels.items()}, {k: move(v) for k, v in self.present.items()})
+        return Batch(
+            move(self.features),
+            move(self.lengths),
+            move(self.indices),
+            {k: move(v) for k, v in self.labels.items()},
+            {k: move(v) for k, v in self.present.items()},
+        )
 
 
 def collate(clips: list[Clip]) -> Batch:
@@ -135,7 +140,9 @@ class ManifestDataset(ClipDataset):
         stop = array.shape[0] if self.max_frames is None else start + self.max_frames
         clip = np.array(array[start:stop], dtype=np.float32)  # a copy: the memory map is read-only
         if not np.isfinite(clip).all():
-            raise ManifestError(f"{self._where(row, self.paths[row])}: features contain NaN or inf; re-extract this file")
+            raise ManifestError(
+                f"{self._where(row, self.paths[row])}: features contain NaN or inf; re-extract this file"
+            )
         return Clip(torch.from_numpy(clip), row)
 
 
@@ -170,16 +177,28 @@ class RandomFeatureDataset(ClipDataset):
     same every time it is read.
     """
 
-    def __init__(self, num_clips: int, feature_dim: int, min_frames: int, max_frames: int, seed: int = 0,
-                 components: int = 8, noise: float = 0.1):
+    def __init__(
+        self,
+        num_clips: int,
+        feature_dim: int,
+        min_frames: int,
+        max_frames: int,
+        seed: int = 0,
+        components: int = 8,
+        noise: float = 0.1,
+    ):
         if not 1 <= min_frames <= max_frames:
             raise ValueError(f"random dataset needs 1 <= min_frames <= max_frames, got {min_frames}, {max_frames}")
         self.num_clips, self.feature_dim, self.seed = num_clips, feature_dim, seed
         self.min_frames, self.max_frames, self.noise = min_frames, max_frames, noise
         rng = np.random.default_rng(seed)
         self.mixing = rng.standard_normal((components, feature_dim)).astype(np.float32) / math.sqrt(components)
-        self.table = pd.DataFrame({"file_path": [f"random_{i:05d}" for i in range(num_clips)],
-                                   "length": rng.integers(min_frames, max_frames + 1, num_clips)})
+        self.table = pd.DataFrame(
+            {
+                "file_path": [f"random_{i:05d}" for i in range(num_clips)],
+                "length": rng.integers(min_frames, max_frames + 1, num_clips),
+            }
+        )
 
     def __len__(self) -> int:
         return self.num_clips

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch.utils.data import Sampler
@@ -19,8 +19,17 @@ class EpochSampler(Sampler):
     iterates forever, so one DataLoader (and its worker processes) serves a whole run.
     """
 
-    def __init__(self, size: int, batch_size: int, world_size: int = 1, rank: int = 0, seed: int = 0,
-                 shuffle: bool = True, weights: torch.Tensor | None = None, epochs: int | None = 1):
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        world_size: int = 1,
+        rank: int = 0,
+        seed: int = 0,
+        shuffle: bool = True,
+        weights: torch.Tensor | None = None,
+        epochs: int | None = 1,
+    ):
         self.size, self.batch_size, self.world_size, self.rank = size, batch_size, world_size, rank
         self.seed, self.shuffle, self.weights, self.epochs = seed, shuffle, weights, epochs
         self.epoch, self.start_batch = 0, 0

@@ -55,15 +55,16 @@ class FrontEnd:
         return self.sample_rate / self.hop_length
 
     def build(self, normalize: bool = True) -> FeatureExtractor:
-        return build_feature_extractor(self.feature_set, self.sample_rate, normalize=normalize,
-                                       hop_length=self.hop_length)
+        return build_feature_extractor(
+            self.feature_set, self.sample_rate, normalize=normalize, hop_length=self.hop_length
+        )
 
     def to_dict(self) -> dict[str, Any]:
         # Derived values are written too, for people reading the file; loading ignores them.
         return {**asdict(self), "feature_dim": self.feature_dim, "frame_rate": self.frame_rate}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "FrontEnd":
+    def from_dict(cls, data: dict[str, Any]) -> FrontEnd:
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
@@ -89,15 +90,19 @@ def infer_feature_set(input_dim: int, where: str) -> str:
     matches = [name for name in FEATURE_SETS if feature_dim(name) == input_dim]
     if len(matches) != 1:
         found = f"candidates: {', '.join(matches)}" if matches else "no registered feature set has that size"
-        raise ValueError(f"{where}: cannot tell which features a {input_dim}-dim encoder reads ({found}); name them "
-                         "(feature_set=... / features=...)")
+        raise ValueError(
+            f"{where}: cannot tell which features a {input_dim}-dim encoder reads ({found}); name them "
+            "(feature_set=... / features=...)"
+        )
     return matches[0]
 
 
 def _check_fits(encoder: M3BERT, front_end: FrontEnd, where: str) -> None:
     if front_end.feature_dim != encoder.config.input_dim:
-        raise ValueError(f"{where}: feature-set mismatch: {front_end.feature_set} gives {front_end.feature_dim} "
-                         f"channels per frame but the encoder takes {encoder.config.input_dim}")
+        raise ValueError(
+            f"{where}: feature-set mismatch: {front_end.feature_set} gives {front_end.feature_dim} "
+            f"channels per frame but the encoder takes {encoder.config.input_dim}"
+        )
 
 
 def save_pretrained(
@@ -124,8 +129,9 @@ def save_pretrained(
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"{folder}: exists and is not a folder; choose another output folder")
-    front_end = FrontEnd(feature_set or infer_feature_set(encoder.config.input_dim, str(folder)), sample_rate,
-                         hop_length)
+    front_end = FrontEnd(
+        feature_set or infer_feature_set(encoder.config.input_dim, str(folder)), sample_rate, hop_length
+    )
     _check_fits(encoder, front_end, str(folder))
     from safetensors.torch import save as safetensors_bytes
 
@@ -147,7 +153,9 @@ def save_pretrained(
 
 
 def load_pretrained(
-    path: str | Path, features: str | FrontEnd | None = None, map_location: str | torch.device = "cpu",
+    path: str | Path,
+    features: str | FrontEnd | None = None,
+    map_location: str | torch.device = "cpu",
     key: str | None = None,
 ) -> Pretrained:
     """Load an exported model folder, or the best (else latest) checkpoint of a pre-training run: the one door to
@@ -172,17 +180,20 @@ def load_pretrained(
     elif path.is_file() or (path / "checkpoints").is_dir() or any(path.glob("*.pt")):
         loaded = _load_run(path, features, map_location, key)
     else:
-        raise ValueError(f"{_named(path, key)}: not an m3bert model: expected an exported folder ({CONFIG_FILE} + {WEIGHTS_FILE}, "
-                         "written by `python -m m3bert.export` or save_pretrained) or a pre-training run folder "
-                         "(checkpoints/best.pt or checkpoints/step_*.pt)")
+        raise ValueError(
+            f"{_named(path, key)}: not an m3bert model: expected an exported folder ({CONFIG_FILE} + {WEIGHTS_FILE}, "
+            "written by `python -m m3bert.export` or save_pretrained) or a pre-training run folder "
+            "(checkpoints/best.pt or checkpoints/step_*.pt)"
+        )
     _check_expected(loaded.front_end, features, str(loaded.source))
     _check_fits(loaded.encoder, loaded.front_end, str(loaded.source))
     loaded.encoder.eval()
     return loaded
 
 
-def from_pretrained(path: str | Path, feature_set: str | None = None,
-                    map_location: str | torch.device = "cpu") -> M3BERT:
+def from_pretrained(
+    path: str | Path, feature_set: str | None = None, map_location: str | torch.device = "cpu"
+) -> M3BERT:
     """The encoder alone (in eval mode) of :func:`load_pretrained`; ``feature_set`` is checked if given."""
     return load_pretrained(path, feature_set, map_location).encoder
 
@@ -190,11 +201,14 @@ def from_pretrained(path: str | Path, feature_set: str | None = None,
 def _check_expected(front_end: FrontEnd, expected: str | FrontEnd | None, where: str) -> None:
     if expected is None:
         return
-    wanted = expected if isinstance(expected, FrontEnd) else FrontEnd(expected, front_end.sample_rate,
-                                                                       front_end.hop_length)
+    wanted = (
+        expected if isinstance(expected, FrontEnd) else FrontEnd(expected, front_end.sample_rate, front_end.hop_length)
+    )
     if wanted != front_end:
-        raise ValueError(f"{where}: feature-set mismatch: the model was trained on {front_end} but "
-                         f"{wanted} was asked for; use features that match the model")
+        raise ValueError(
+            f"{where}: feature-set mismatch: the model was trained on {front_end} but "
+            f"{wanted} was asked for; use features that match the model"
+        )
 
 
 def _load_folder(folder: Path, map_location) -> Pretrained:
@@ -204,11 +218,15 @@ def _load_folder(folder: Path, map_location) -> Pretrained:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{config_file}: not valid JSON ({err}); re-export the model") from err
     if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise ValueError(f"{config_file}: not an m3bert model config (format is "
-                         f"{config.get('format') if isinstance(config, dict) else None!r}, expected {FORMAT!r})")
+        raise ValueError(
+            f"{config_file}: not an m3bert model config (format is "
+            f"{config.get('format') if isinstance(config, dict) else None!r}, expected {FORMAT!r})"
+        )
     if config.get("format_version", 0) > FORMAT_VERSION:
-        raise ValueError(f"{config_file}: written by a newer m3bert (format_version {config['format_version']} > "
-                         f"{FORMAT_VERSION}); upgrade m3bert to load it")
+        raise ValueError(
+            f"{config_file}: written by a newer m3bert (format_version {config['format_version']} > "
+            f"{FORMAT_VERSION}); upgrade m3bert to load it"
+        )
     try:
         architecture = M3BERTConfig(**config["architecture"])
         front_end = FrontEnd.from_dict(config["features"])
@@ -241,8 +259,10 @@ def find_checkpoint(path: str | Path, key: str | None = None) -> Path:
         return folder / "best.pt"
     found = checkpoint.step_checkpoints(folder) if folder.is_dir() else []
     if not found:
-        raise FileNotFoundError(f"{_named(path, key)}: no checkpoint there (expected an exported model folder, a .pt "
-                                "file or a pre-training run folder with checkpoints/best.pt or checkpoints/step_*.pt)")
+        raise FileNotFoundError(
+            f"{_named(path, key)}: no checkpoint there (expected an exported model folder, a .pt "
+            "file or a pre-training run folder with checkpoints/best.pt or checkpoints/step_*.pt)"
+        )
     return found[-1]
 
 
@@ -254,8 +274,10 @@ def _load_run(path: Path, features: str | FrontEnd | None, map_location, key: st
     file = find_checkpoint(path, key)
     state = checkpoint.load(file)  # tensors and plain values only (weights_only): a checkpoint runs no code
     if not isinstance(state, dict) or "model_config" not in state or "model" not in state:
-        raise ValueError(f"{file}: not an m3bert pre-training checkpoint (no model / model_config entries); give a "
-                         "pre-training run folder, its checkpoint, or an exported model folder")
+        raise ValueError(
+            f"{file}: not an m3bert pre-training checkpoint (no model / model_config entries); give a "
+            "pre-training run folder, its checkpoint, or an exported model folder"
+        )
     try:
         encoder = M3BERT(M3BERTConfig(**state["model_config"]))
     except (TypeError, ValueError) as err:
@@ -268,8 +290,11 @@ def _load_run(path: Path, features: str | FrontEnd | None, map_location, key: st
     config = state.get("config") or {}
     recorded = config.get("features") or {}
     if recorded.get("name"):
-        front_end = FrontEnd(recorded["name"], int(recorded.get("sample_rate", SpectralConfig.sample_rate)),
-                             int(recorded.get("hop_length", SpectralConfig.hop_length)))
+        front_end = FrontEnd(
+            recorded["name"],
+            int(recorded.get("sample_rate", SpectralConfig.sample_rate)),
+            int(recorded.get("hop_length", SpectralConfig.hop_length)),
+        )
     elif isinstance(features, FrontEnd):
         front_end = features
     else:

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import soxr
@@ -36,8 +37,8 @@ from torch import nn
 from m3bert.common.devices import resolve_device, resolve_dtype
 from m3bert.features import audio_info, load_audio
 from m3bert.features.audio import expected_length
-from m3bert.models.encoder import M3BERT
 from m3bert.inference.pretrained import FrontEnd, load_pretrained
+from m3bert.models.encoder import M3BERT
 
 DEFAULT_WINDOW_FRAMES = 512  # the manifest datasets' pre-training crop (dataset.max_frames), ~12 s
 # Frames the front end needs at least (its delta features fit a 9-frame line); shorter clips are padded with silence.
@@ -82,8 +83,10 @@ def plan_windows(frames: int, window: int, overlap: int, multiple: int = 1) -> l
     if frames < 1:
         raise ValueError(f"need at least one frame, got {frames}")
     if window < multiple or window % multiple or overlap % multiple or not 0 <= overlap < window:
-        raise ValueError(f"window={window} and overlap={overlap} frames must be multiples of the encoder's "
-                         f"downsample={multiple}, with 0 <= overlap < window")
+        raise ValueError(
+            f"window={window} and overlap={overlap} frames must be multiples of the encoder's "
+            f"downsample={multiple}, with 0 <= overlap < window"
+        )
     tokens = -(-frames // multiple)
     if frames <= window:
         return [Window(0, frames, 0, tokens)]
@@ -99,11 +102,18 @@ def resolve_layers(spec, count: int) -> tuple[int, ...]:
     """``"all"``, ``"last"``, one index or a list of indices into ``count`` hidden states -> indices in [0, count)."""
     if isinstance(spec, str) and spec in ("all", "last"):
         return tuple(range(count)) if spec == "all" else (count - 1,)
-    indices = [spec] if isinstance(spec, int) else list(spec) if isinstance(spec, Sequence) and not isinstance(
-        spec, str) else None
+    indices = (
+        [spec]
+        if isinstance(spec, int)
+        else list(spec)
+        if isinstance(spec, Sequence) and not isinstance(spec, str)
+        else None
+    )
     if not indices or not all(isinstance(i, int) and -count <= i < count for i in indices):
-        raise ValueError(f"layers must be 'all', 'last' or hidden-state indices in [{-count}, {count}) (0 = the "
-                         f"embedding output, {count - 1} = the last layer), got {spec!r}")
+        raise ValueError(
+            f"layers must be 'all', 'last' or hidden-state indices in [{-count}, {count}) (0 = the "
+            f"embedding output, {count - 1} = the last layer), got {spec!r}"
+        )
     return tuple(i % count for i in indices)
 
 
@@ -161,8 +171,10 @@ class Representations(nn.Module):
         super().__init__()
         cfg = encoder.config
         if front_end.feature_dim != cfg.input_dim:
-            raise ValueError(f"feature-set mismatch: {front_end.feature_set} gives {front_end.feature_dim} channels "
-                             f"but the encoder takes {cfg.input_dim}")
+            raise ValueError(
+                f"feature-set mismatch: {front_end.feature_set} gives {front_end.feature_dim} channels "
+                f"but the encoder takes {cfg.input_dim}"
+            )
         self.front_end = front_end
         self.dtype = resolve_dtype(dtype)
         self.encoder = encoder.to(self.dtype)
@@ -175,8 +187,10 @@ class Representations(nn.Module):
             window = min(window, cfg.max_positions * r)
         window = window // r * r
         if window < r or window > cfg.max_positions * r:
-            raise ValueError(f"window_frames={window_frames} must be in [{r}, {cfg.max_positions * r}] "
-                             f"(model.max_positions x downsample)")
+            raise ValueError(
+                f"window_frames={window_frames} must be in [{r}, {cfg.max_positions * r}] "
+                f"(model.max_positions x downsample)"
+            )
         overlap = window // 4 if overlap_frames is None else int(overlap_frames)
         overlap = overlap // r * r
         if not 0 <= overlap < window:
@@ -189,12 +203,12 @@ class Representations(nn.Module):
         self.eval()
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, features: str | FrontEnd | None = None, **kwargs) -> "Representations":
+    def from_pretrained(cls, path: str | Path, features: str | FrontEnd | None = None, **kwargs) -> Representations:
         """Load :func:`m3bert.inference.pretrained.load_pretrained`'s model; ``kwargs`` go to the constructor."""
         loaded = load_pretrained(path, features)
         return cls(loaded.encoder, loaded.front_end, training_frames=loaded.training_frames, **kwargs)
 
-    def train(self, mode: bool = True) -> "Representations":
+    def train(self, mode: bool = True) -> Representations:
         # Inference only: dropout would make the representations random.
         return super().train(False)
 
@@ -231,18 +245,25 @@ class Representations(nn.Module):
     def _as_wave(self, audio, sample_rate: int | None) -> torch.Tensor | np.ndarray:
         """One mono clip at the model's rate: an array/tensor (samples,) at ``sample_rate`` Hz."""
         if sample_rate is None:
-            raise ValueError(f"pass sample_rate= (the rate of your audio in Hz); the model works at "
-                             f"{self.sample_rate} Hz and resamples anything else")
+            raise ValueError(
+                f"pass sample_rate= (the rate of your audio in Hz); the model works at "
+                f"{self.sample_rate} Hz and resamples anything else"
+            )
         shape = tuple(audio.shape)
         if len(shape) != 1:
-            raise ValueError(f"a clip must be 1-D (samples,), got shape {shape}; pass a 2-D array as a batch of mono "
-                             "clips (clips, samples) and mix channels down first")
+            raise ValueError(
+                f"a clip must be 1-D (samples,), got shape {shape}; pass a 2-D array as a batch of mono "
+                "clips (clips, samples) and mix channels down first"
+            )
         if shape[0] == 0:
             raise ValueError("empty clip: no samples")
         if int(sample_rate) == self.sample_rate:
             return audio
-        wave = audio.detach().float().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(
-            audio, dtype=np.float32)
+        wave = (
+            audio.detach().float().cpu().numpy()
+            if isinstance(audio, torch.Tensor)
+            else np.asarray(audio, dtype=np.float32)
+        )
         return soxr.resample(wave, int(sample_rate), self.sample_rate, quality="HQ")
 
     @torch.no_grad()
@@ -298,13 +319,15 @@ class Representations(nn.Module):
         out = None
         if memmap is not None:
             frames = 1 + samples // self.front_end.hop_length
-            out = np.lib.format.open_memmap(memmap, mode="w+", dtype=np.float32,
-                                            shape=(frames, self.front_end.feature_dim))
+            out = np.lib.format.open_memmap(
+                memmap, mode="w+", dtype=np.float32, shape=(frames, self.front_end.feature_dim)
+            )
         return self._segmented_features(read, samples, out)
 
     @torch.no_grad()
-    def _segmented_features(self, read: Callable[[int, int], np.ndarray | torch.Tensor], samples: int,
-                            out: np.ndarray | None = None) -> np.ndarray:
+    def _segmented_features(
+        self, read: Callable[[int, int], np.ndarray | torch.Tensor], samples: int, out: np.ndarray | None = None
+    ) -> np.ndarray:
         """Features of ``samples`` samples that ``read(first, stop)`` hands out a stretch at a time."""
         hop, sr = self.front_end.hop_length, self.sample_rate
         frames = 1 + samples // hop
@@ -342,11 +365,13 @@ class Representations(nn.Module):
     @torch.no_grad()
     def _encode_batch(self, pieces: list) -> Iterator[torch.Tensor]:
         lengths = torch.tensor([len(p) for p in pieces])
-        x = torch.zeros(len(pieces), int(lengths.max()), self.front_end.feature_dim, dtype=self.dtype,
-                        device=self.device)
+        x = torch.zeros(
+            len(pieces), int(lengths.max()), self.front_end.feature_dim, dtype=self.dtype, device=self.device
+        )
         for row, piece in enumerate(pieces):
-            x[row, : len(piece)] = torch.as_tensor(np.asarray(piece) if not isinstance(piece, torch.Tensor)
-                                                   else piece).to(self.device, self.dtype)
+            x[row, : len(piece)] = torch.as_tensor(
+                np.asarray(piece) if not isinstance(piece, torch.Tensor) else piece
+            ).to(self.device, self.dtype)
         out = self.encoder(x, lengths.to(self.device))
         states = torch.stack([out.hidden_states[i] for i in self.layers], dim=1)  # (batch, layers, tokens, hidden)
         for row, n in enumerate(out.lengths.tolist()):
@@ -367,8 +392,11 @@ class Representations(nn.Module):
         """Hidden states (layers, ceil(frames / downsample), hidden) of each clip's features (frames, feature_dim);
         the windows of all clips share batches."""
         r = self.downsample
-        plan = [(i, w) for i, f in enumerate(features)
-                for w in plan_windows(len(f), self.window_frames, self.overlap_frames, r)]
+        plan = [
+            (i, w)
+            for i, f in enumerate(features)
+            for w in plan_windows(len(f), self.window_frames, self.overlap_frames, r)
+        ]
         parts: list[list[torch.Tensor]] = [[] for _ in features]
         pieces = (features[i][w.start : w.stop] for i, w in plan)
         for (i, w), states in zip(plan, self._encode_pieces(pieces)):

@@ -7,8 +7,9 @@ clip, with ``keep`` they are left as they are. The loss covers every masked posi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping, NamedTuple
+from typing import NamedTuple
 
 import torch
 
@@ -89,7 +90,14 @@ class Masker:
         if self.patches is not None:
             p = self.patches
             grid = spans.patches(
-                lengths, frames, channels, p.ratio, p.patch_frames, p.patch_channels, p.channel_range, self.probs,
+                lengths,
+                frames,
+                channels,
+                p.ratio,
+                p.patch_frames,
+                p.patch_channels,
+                p.channel_range,
+                self.probs,
                 generator,
             )
             out = torch.where(out > 0, out, grid)

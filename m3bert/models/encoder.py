@@ -146,9 +146,7 @@ class M3BERT(nn.Module):
         self.config = config
         self.input_projection = nn.Linear(config.input_dim * config.downsample, config.hidden_size)
         # A buffer, not a parameter: built once, moved with the module, and not saved in checkpoints.
-        self.register_buffer(
-            "positions", sinusoidal_table(config.max_positions, config.hidden_size), persistent=False
-        )
+        self.register_buffer("positions", sinusoidal_table(config.max_positions, config.hidden_size), persistent=False)
         self.embedding_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.embedding_dropout = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_layers))

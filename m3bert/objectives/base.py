@@ -10,7 +10,8 @@ and for labelled data ``labels`` / ``present`` dicts keyed by task name.
 
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import NamedTuple
 
 import matplotlib.figure
 import torch

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -24,10 +24,20 @@ class MultiTaskModel(Objective):
 
     has_unused_parameters = True  # a batch may hold no clip of some task
 
-    def __init__(self, tasks: Mapping[str, Mapping], model: Mapping, encoder: Mapping, feature_dim: int,
-                 featurizer: str | int = "weighted_sum", frame_layer: bool = True, pooling: str = "mean",
-                 head: str = "mlp", head_hidden: int = 512, head_dropout: float = 0.2,
-                 loss_weighting: str = "uniform"):
+    def __init__(
+        self,
+        tasks: Mapping[str, Mapping],
+        model: Mapping,
+        encoder: Mapping,
+        feature_dim: int,
+        featurizer: str | int = "weighted_sum",
+        frame_layer: bool = True,
+        pooling: str = "mean",
+        head: str = "mlp",
+        head_hidden: int = 512,
+        head_dropout: float = 0.2,
+        loss_weighting: str = "uniform",
+    ):
         super().__init__()
         self.tasks = [resolve_task(name, spec) for name, spec in tasks.items()]
         self.mode = encoder["mode"]
@@ -45,8 +55,10 @@ class MultiTaskModel(Objective):
         else:
             self.encoder = None
         if self.encoder is not None and self.encoder.config.input_dim != feature_dim:
-            raise ValueError(f"the encoder takes {self.encoder.config.input_dim}-dim features but the task data has "
-                             f"{feature_dim} (dataset.feature_dim)")
+            raise ValueError(
+                f"the encoder takes {self.encoder.config.input_dim}-dim features but the task data has "
+                f"{feature_dim} (dataset.feature_dim)"
+            )
         if self.mode == "frozen":
             self.encoder.requires_grad_(False)
         self._lr_scales = {"encoder.": float(encoder.get("lr_scale", 1.0))} if self.mode == "finetune" else {}
@@ -54,8 +66,12 @@ class MultiTaskModel(Objective):
         dim = self.encoder.config.hidden_size if self.encoder is not None else feature_dim
         if self.encoder is None:
             featurizer = "last"
-        self.heads = nn.ModuleDict({t.name: TaskHead(t, layers, dim, featurizer, frame_layer, pooling, head,
-                                                     head_hidden, head_dropout) for t in self.tasks})
+        self.heads = nn.ModuleDict(
+            {
+                t.name: TaskHead(t, layers, dim, featurizer, frame_layer, pooling, head, head_hidden, head_dropout)
+                for t in self.tasks
+            }
+        )
         # Learned log-variances of Kendall et al.'s uncertainty weighting.
         self.log_vars = nn.Parameter(torch.zeros(len(self.tasks))) if loss_weighting == "uncertainty" else None
 
@@ -118,5 +134,3 @@ class MultiTaskModel(Objective):
 
     def eval_figures(self, state: Mapping[str, torch.Tensor]) -> dict:
         return task_figures(self.tasks, state)
-
-

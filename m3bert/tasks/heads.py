@@ -9,7 +9,7 @@ MARBLE's probing protocol, or a linear layer).
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -64,8 +64,18 @@ def make_head(dim: int, outputs: int, kind: str, hidden: int, dropout: float) ->
 
 
 class TaskHead(nn.Module):
-    def __init__(self, task: Task, layers: int, dim: int, featurizer, frame_layer: bool, pooling: str, head: str,
-                 hidden: int, dropout: float):
+    def __init__(
+        self,
+        task: Task,
+        layers: int,
+        dim: int,
+        featurizer,
+        frame_layer: bool,
+        pooling: str,
+        head: str,
+        hidden: int,
+        dropout: float,
+    ):
         super().__init__()
         self.featurizer = Featurizer(layers, featurizer)
         # Per-file CMVN sets every input feature's clip mean to zero, and an encoder that has learned to fill in
@@ -97,7 +107,8 @@ def task_metrics(tasks: list[Task], state: Mapping[str, torch.Tensor]) -> dict[s
             continue
         output, target = state[f"{task.name}/output"], state[f"{task.name}/target"]
         results[f"{task.name}/loss"] = task_loss(
-            task, output, target.long() if task.type == "multiclass" else target).item()
+            task, output, target.long() if task.type == "multiclass" else target
+        ).item()
         output, target = output.numpy(), target.numpy()
         if task.type == "multiclass":
             predicted, truth = output.argmax(1), target.astype(int)

@@ -7,17 +7,17 @@ A task reads a prepared dataset folder (``train.csv`` / ``valid.csv`` / ``test.c
 from __future__ import annotations
 
 import bisect
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
-from m3bert.data import Clip, ClipDataset, ManifestDataset, read_manifest
 from m3bert.adapters.base import TAG_SEPARATOR
+from m3bert.data import Clip, ClipDataset, ManifestDataset, read_manifest
 
 TASK_TYPES = ("multiclass", "multilabel", "regression")
 SPLIT_FILES = {"train": "train.csv", "valid": "valid.csv", "test": "test.csv"}
@@ -71,18 +71,27 @@ def resolve_task(name: str, spec: Mapping) -> Task:
         raise ValueError(f"tasks.{name}.type must be one of {TASK_TYPES}, got {kind!r}")
     label = spec["label"]
     label = (label,) if isinstance(label, str) else tuple(label)
-    return _resolve(name, kind, str(spec["root"]), label, tuple(spec.get("classes") or ()), spec.get("top_k"),
-                    float(spec.get("weight", 1.0)))
+    return _resolve(
+        name,
+        kind,
+        str(spec["root"]),
+        label,
+        tuple(spec.get("classes") or ()),
+        spec.get("top_k"),
+        float(spec.get("weight", 1.0)),
+    )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _resolve(name, kind, root, label, classes, top_k, weight) -> Task:
     task = Task(name, kind, root, label, classes, weight=weight)
     table = read_manifest(task.manifest("train"))
     missing = [c for c in label if c not in table.columns]
     if missing:
-        raise ValueError(f"{task.manifest('train')}: task {name} needs label column(s) {missing}; "
-                         f"the manifest has {list(table.columns)}")
+        raise ValueError(
+            f"{task.manifest('train')}: task {name} needs label column(s) {missing}; "
+            f"the manifest has {list(table.columns)}"
+        )
     if kind == "regression":
         values = table[list(label)].astype(float)
         std = values.std().fillna(1.0).replace(0.0, 1.0)
@@ -106,21 +115,23 @@ class TaskDataset(ClipDataset):
     (the demo's five tasks all read one folder).
     """
 
-    def __init__(self, tasks: Task | Sequence[Task], split: str, feature_dim: int, max_frames: int | None,
-                 crop: str):
+    def __init__(self, tasks: Task | Sequence[Task], split: str, feature_dim: int, max_frames: int | None, crop: str):
         self.tasks = [tasks] if isinstance(tasks, Task) else list(tasks)
         if len({t.root for t in self.tasks}) != 1:
             raise ValueError(f"TaskDataset serves tasks of one prepared folder, got {[t.root for t in self.tasks]}")
         manifest = self.tasks[0].manifest(split)
         self.features = ManifestDataset(str(manifest), feature_dim, max_frames, crop)
-        labels = [{t.name: y for t in self.tasks if (y := t.encode(row)) is not None}
-                  for _, row in self.features.table.iterrows()]
+        labels = [
+            {t.name: y for t in self.tasks if (y := t.encode(row)) is not None}
+            for _, row in self.features.table.iterrows()
+        ]
         self.rows = [row for row, carried in enumerate(labels) if carried]
         self.labels = [labels[row] for row in self.rows]
         if not self.rows:
             columns = [c for t in self.tasks for c in t.label]
-            raise ValueError(f"{manifest}: no clip carries a label for task(s) {[t.name for t in self.tasks]} "
-                             f"(column(s) {columns})")
+            raise ValueError(
+                f"{manifest}: no clip carries a label for task(s) {[t.name for t in self.tasks]} (column(s) {columns})"
+            )
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -140,8 +151,15 @@ class MultiTaskDataset(ClipDataset):
     temperature 1 samples clips uniformly (folders in proportion to their size), larger temperatures even them out.
     """
 
-    def __init__(self, tasks: Mapping[str, Mapping], split: str, feature_dim: int, max_frames: int | None = None,
-                 crop: str = "random", temperature: float = 1.0):
+    def __init__(
+        self,
+        tasks: Mapping[str, Mapping],
+        split: str,
+        feature_dim: int,
+        max_frames: int | None = None,
+        crop: str = "random",
+        temperature: float = 1.0,
+    ):
         if not tasks:
             raise ValueError("no tasks selected: choose some, e.g. tasks=[gtzan,deam]")
         self.tasks = [resolve_task(name, spec) for name, spec in tasks.items()]

@@ -41,8 +41,9 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:
-        raise CheckpointError(f"{path}: cannot read checkpoint ({err}); delete it to fall back to an older one"
-                              ) from err
+        raise CheckpointError(
+            f"{path}: cannot read checkpoint ({err}); delete it to fall back to an older one"
+        ) from err
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: not an m3bert checkpoint (a {type(state).__name__}, not a dict)")
     return state
@@ -51,10 +52,17 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
 def rng_state() -> dict[str, Any]:
     """This process's random streams (Python, NumPy, torch CPU and CUDA) as tensors and plain values."""
     name, key, pos, has_gauss, gauss = np.random.get_state(legacy=True)
-    state = {"python": random.getstate(),
-             "numpy": {"name": name, "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
-                       "has_gauss": int(has_gauss), "gauss": float(gauss)},
-             "torch": torch.get_rng_state()}
+    state = {
+        "python": random.getstate(),
+        "numpy": {
+            "name": name,
+            "key": torch.from_numpy(key.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -63,8 +71,9 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     numpy = state["numpy"]
-    np.random.set_state((numpy["name"], numpy["key"].numpy().astype(np.uint32), numpy["pos"], numpy["has_gauss"],
-                         numpy["gauss"]))
+    np.random.set_state(
+        (numpy["name"], numpy["key"].numpy().astype(np.uint32), numpy["pos"], numpy["has_gauss"], numpy["gauss"])
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -31,9 +31,18 @@ class WandbLogger(Logger):
     """Weights & Biases; ``mode=offline`` (the default) writes to the run folder and syncs later with
     ``wandb sync``. A resumed run continues the same W&B run (its id is kept in the run folder)."""
 
-    def __init__(self, run_dir: str, hparams: dict, name: str, group: str, project: str = "m3bert",
-                 entity: str | None = None, mode: str = "offline", tags: list[str] | None = None,
-                 job_type: str = "pretrain"):
+    def __init__(
+        self,
+        run_dir: str,
+        hparams: dict,
+        name: str,
+        group: str,
+        project: str = "m3bert",
+        entity: str | None = None,
+        mode: str = "offline",
+        tags: list[str] | None = None,
+        job_type: str = "pretrain",
+    ):
         import wandb  # imported here: it is slow to import and unused by the other loggers
 
         id_file = Path(run_dir) / "wandb_id.txt"
@@ -41,8 +50,17 @@ class WandbLogger(Logger):
         id_file.write_text(run_id)
         os.environ.setdefault("WANDB_SILENT", "true")
         self.run = wandb.init(
-            project=project, entity=entity, mode=mode, dir=run_dir, name=name, group=group, config=hparams,
-            tags=list(tags or []), job_type=job_type, id=run_id, resume="allow",
+            project=project,
+            entity=entity,
+            mode=mode,
+            dir=run_dir,
+            name=name,
+            group=group,
+            config=hparams,
+            tags=list(tags or []),
+            job_type=job_type,
+            id=run_id,
+            resume="allow",
         )
         self._wandb = wandb
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 
@@ -19,8 +18,10 @@ def parameter_groups(model: nn.Module, weight_decay: float, lr: float) -> list[d
         if param.requires_grad:
             scale = next((f for prefix, f in scales.items() if name.startswith(prefix)), 1.0)
             groups.setdefault((scale, param.ndim >= 2), []).append(param)
-    return [{"params": params, "lr": lr * scale, "weight_decay": weight_decay if decay else 0.0}
-            for (scale, decay), params in groups.items()]
+    return [
+        {"params": params, "lr": lr * scale, "weight_decay": weight_decay if decay else 0.0}
+        for (scale, decay), params in groups.items()
+    ]
 
 
 def linear_warmup_decay(
@@ -40,5 +41,3 @@ def linear_warmup_decay(
 
 def constant(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-
-

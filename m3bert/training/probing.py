@@ -22,9 +22,9 @@ from tqdm import tqdm
 from m3bert.common.figures import save_figure
 from m3bert.common.files import atomic_write, write_csv, write_json, write_text
 from m3bert.data import collate
+from m3bert.inference.pretrained import load_pretrained
 from m3bert.models.encoder import padding_mask
 from m3bert.report import markdown_table
-from m3bert.inference.pretrained import load_pretrained
 from m3bert.tasks.heads import make_head, task_loss, task_metrics
 from m3bert.tasks.task import Task, TaskDataset, resolve_task
 
@@ -73,8 +73,7 @@ def train_probe(task: Task, data: dict, layer: int | None, lr: float, cfg: DictC
     """Train one probe; returns (best validation primary metric, test metrics at that epoch)."""
     torch.manual_seed(seed)
     train_x, train_y = data["train"]
-    probe = Probe(train_x.shape[1], train_x.shape[2], task.outputs, layer, cfg.head, cfg.head_hidden,
-                  cfg.head_dropout)
+    probe = Probe(train_x.shape[1], train_x.shape[2], task.outputs, layer, cfg.head, cfg.head_hidden, cfg.head_dropout)
     optimizer = torch.optim.AdamW(probe.parameters(), lr=lr, weight_decay=cfg.weight_decay)
     generator = torch.Generator().manual_seed(seed)
     best, best_test, stale = -float("inf"), {}, 0
@@ -87,8 +86,11 @@ def train_probe(task: Task, data: dict, layer: int | None, lr: float, cfg: DictC
             optimizer.step()
         probe.eval()
         with torch.no_grad():
-            scores = {split: task_metrics([task], {f"{task.name}/output": probe(x), f"{task.name}/target": y.float()})
-                      for split, (x, y) in data.items() if split != "train"}
+            scores = {
+                split: task_metrics([task], {f"{task.name}/output": probe(x), f"{task.name}/target": y.float()})
+                for split, (x, y) in data.items()
+                if split != "train"
+            }
         value = scores["valid"][f"{task.name}/{task.primary_metric}"]
         if value > best:
             best, best_test, stale = value, scores["test"], 0
@@ -123,9 +125,15 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
                 results.append((*train_probe(task, data, layer, lr, pc, cfg.seed), lr))
                 bar.update(1)
             best_val, test, lr = max(results, key=lambda r: r[0])
-            rows.append({"task": name, "layer": "weighted_sum" if layer is None else layer, "lr": lr,
-                         f"valid_{task.primary_metric}": best_val,
-                         **{k.removeprefix(f"{name}/"): v for k, v in test.items() if k != "score"}})
+            rows.append(
+                {
+                    "task": name,
+                    "layer": "weighted_sum" if layer is None else layer,
+                    "lr": lr,
+                    f"valid_{task.primary_metric}": best_val,
+                    **{k.removeprefix(f"{name}/"): v for k, v in test.items() if k != "score"},
+                }
+            )
         bar.close()
     table = pd.DataFrame(rows)
     write_csv(table, run_dir / "probe_results.csv")
@@ -133,8 +141,9 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
     summary = {"name": cfg.name, "probes": rows}
     write_json(summary, run_dir / "metrics.json")
     _plot(table, run_dir / "probe_layers.png")
-    log.info("Probe results (test metrics with the learning rate chosen on validation):\n%s",
-             table.to_string(index=False))
+    log.info(
+        "Probe results (test metrics with the learning rate chosen on validation):\n%s", table.to_string(index=False)
+    )
     return summary
 
 
@@ -144,8 +153,12 @@ def _plot(table: pd.DataFrame, path: Path) -> None:
         layered = part[part["layer"] != "weighted_sum"]
         metric = next(c for c in part.columns if c.startswith("valid_")).removeprefix("valid_")
         ax.plot(layered["layer"].astype(int), layered[metric], marker="o", label=f"{name} ({metric})")
-        ax.axhline(float(part.loc[part["layer"] == "weighted_sum", metric].iloc[0]), linestyle="--",
-                   color=ax.lines[-1].get_color(), linewidth=0.8)
+        ax.axhline(
+            float(part.loc[part["layer"] == "weighted_sum", metric].iloc[0]),
+            linestyle="--",
+            color=ax.lines[-1].get_color(),
+            linewidth=0.8,
+        )
     ax.set_xlabel("layer (0 = embeddings); dashed: weighted sum of layers")
     ax.set_ylabel("test metric")
     ax.grid(alpha=0.3)

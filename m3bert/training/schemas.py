@@ -6,9 +6,8 @@ is composed, so ``trainer.max_steps=abc`` or a misspelt key fails before anythin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import hashlib
+from dataclasses import dataclass
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf

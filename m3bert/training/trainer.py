@@ -13,9 +13,10 @@ import logging
 import math
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from hydra.utils import instantiate
@@ -24,14 +25,15 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
 from m3bert.common.devices import resolve_device
+from m3bert.common.figures import loss_curves, save_figure
 from m3bert.common.files import write_json, write_text
-from m3bert.training import checkpoint, distributed
 from m3bert.data import EpochSampler, collate, shard
 from m3bert.objectives import Objective
-from m3bert.common.figures import loss_curves, save_figure
+from m3bert.training import checkpoint, distributed
 from m3bert.training.optim import parameter_groups
 
 log = logging.getLogger(__name__)
+
 
 def _metric_name(key: str, split: str) -> str:
     task, _, metric = key.rpartition("/")
@@ -68,8 +70,9 @@ def resolve_precision(name: str, device: torch.device) -> Precision:
 
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
@@ -109,8 +112,12 @@ class LogWindow:
         """The window's log row (``train/loss``, ``train/<key>`` or ``<task>/train/<key>`` for the objective's
         logs, ...); starts a new window. The .item() calls are CPU-GPU sync points, so they happen only here."""
         elapsed = time.perf_counter() - self.started - self.outside
-        row = {"train/loss": (self.loss / max(self.steps, 1)).item(), "train/lr": lr,
-               "train/grad_norm": self.grad_norm.item(), "train/frames_per_s": self.frames / max(elapsed, 1e-9)}
+        row = {
+            "train/loss": (self.loss / max(self.steps, 1)).item(),
+            "train/lr": lr,
+            "train/grad_norm": self.grad_norm.item(),
+            "train/frames_per_s": self.frames / max(elapsed, 1e-9),
+        }
         row.update({_metric_name(key, "train"): torch.stack(values).mean().item() for key, values in self.logs.items()})
         self.reset()
         return row
@@ -129,16 +136,25 @@ class Trainer:
 
         self.train_set = instantiate(cfg.dataset.train)
         self.val_set = instantiate(cfg.dataset.val) if cfg.dataset.get("val") is not None else None
-        self.sampler = EpochSampler(len(self.train_set), self.tc.batch_size, self.dist.world_size, self.dist.rank,
-                                    seed=cfg.seed, weights=self.train_set.sampling_weights,
-                                    epochs=None)
+        self.sampler = EpochSampler(
+            len(self.train_set),
+            self.tc.batch_size,
+            self.dist.world_size,
+            self.dist.rank,
+            seed=cfg.seed,
+            weights=self.train_set.sampling_weights,
+            epochs=None,
+        )
 
         self.module = instantiate(cfg.objective, _convert_="all").to(self.device)
         if not isinstance(self.module, Objective):
-            raise TypeError(f"objective._target_={cfg.objective._target_} builds a {type(self.module).__name__}, not "
-                            "an m3bert.objectives.Objective; subclass it (see m3bert/objectives/base.py)")
+            raise TypeError(
+                f"objective._target_={cfg.objective._target_} builds a {type(self.module).__name__}, not "
+                "an m3bert.objectives.Objective; subclass it (see m3bert/objectives/base.py)"
+            )
         self.optimizer = instantiate(cfg.optimizer)(
-            parameter_groups(self.module, cfg.optimizer.weight_decay, cfg.optimizer.lr))
+            parameter_groups(self.module, cfg.optimizer.weight_decay, cfg.optimizer.lr)
+        )
         self.scheduler = instantiate(cfg.scheduler)(self.optimizer)
         self.model = self.module
         if self.tc.compile:
@@ -147,7 +163,8 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             # Multi-task batches may leave some heads unused; DDP must then look for unused parameters.
             self.model = DistributedDataParallel(
-                self.model, device_ids=ids, find_unused_parameters=self.module.has_unused_parameters)
+                self.model, device_ids=ids, find_unused_parameters=self.module.has_unused_parameters
+            )
         # Masking draws from its own generator on the batch's device, so its state is saved and restored exactly.
         self.mask_generator = torch.Generator(self.device).manual_seed(cfg.seed * MASK_STREAM + self.dist.rank)
 
@@ -203,9 +220,12 @@ class Trainer:
             self.mask_generator.set_state(state["mask_generator"][self.dist.rank])
         else:
             # Another number of processes: the streams cannot continue, so derive fresh ones per rank and step.
-            log.warning("The checkpoint was written by %d process(es), this run has %d: random streams are reseeded, "
-                        "so the run continues correctly but not bitwise as an uninterrupted one",
-                        len(state["rng"]), self.dist.world_size)
+            log.warning(
+                "The checkpoint was written by %d process(es), this run has %d: random streams are reseeded, "
+                "so the run continues correctly but not bitwise as an uninterrupted one",
+                len(state["rng"]),
+                self.dist.world_size,
+            )
             checkpoint.seed_everything(self.cfg.seed + self.step * 7919 + self.dist.rank)
             self.mask_generator.manual_seed(self.cfg.seed * MASK_STREAM + self.step * 7919 + self.dist.rank)
 
@@ -234,10 +254,15 @@ class Trainer:
         self.sampler.set_position(self.epoch, self.batch_in_epoch)
         # The loader gets its own generator: drawing its worker seeds from the global RNG would shift dropout
         # after a resume.
-        loader = DataLoader(self.train_set, batch_size=self.tc.batch_size, sampler=self.sampler,
-                            collate_fn=collate, num_workers=self.tc.num_workers,
-                            pin_memory=self.device.type == "cuda",
-                            generator=torch.Generator().manual_seed(self.cfg.seed))
+        loader = DataLoader(
+            self.train_set,
+            batch_size=self.tc.batch_size,
+            sampler=self.sampler,
+            collate_fn=collate,
+            num_workers=self.tc.num_workers,
+            pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(self.cfg.seed),
+        )
         for batch in loader:
             self.batch_in_epoch += 1
             if self.batch_in_epoch == self.sampler.batches_per_epoch:
@@ -291,8 +316,12 @@ class Trainer:
         if self.dist.is_main:
             # Built as a partial and called here, so Hydra doesn't try to instantiate the config it is given.
             make_logger = instantiate(self.cfg.logger, _partial_=True)
-            self.logger = make_logger(run_dir=str(self.run_dir), name=self.run_name, group=self.cfg.name,
-                                      hparams=OmegaConf.to_container(self.cfg, resolve=True))
+            self.logger = make_logger(
+                run_dir=str(self.run_dir),
+                name=self.run_name,
+                group=self.cfg.name,
+                hparams=OmegaConf.to_container(self.cfg, resolve=True),
+            )
         if self.step >= self.tc.max_steps:
             log.info("Run already finished at step %d; raise trainer.max_steps to continue it", self.step)
         elif self.stopped_early:
@@ -300,8 +329,13 @@ class Trainer:
         elif not resumed:
             log.info("Starting a new run in %s", self.run_dir)
         n_params = sum(p.numel() for p in self.module.parameters())
-        log.info("%s parameters, precision %s, device %s, %d process(es)", f"{n_params:,}", self.precision.name,
-                 self.device, self.dist.world_size)
+        log.info(
+            "%s parameters, precision %s, device %s, %d process(es)",
+            f"{n_params:,}",
+            self.precision.name,
+            self.device,
+            self.dist.world_size,
+        )
         return history
 
     def due(self, period: int) -> bool:
@@ -319,8 +353,14 @@ class Trainer:
         else:
             self.stale_evaluations += 1
         if self.stopped_early:
-            log.info("Early stop at step %d: %s has not improved for %d evaluations (best %.4g at step %d)",
-                     self.step, self.tc.monitor, self.stale_evaluations, self.best[self.tc.monitor], self.best["step"])
+            log.info(
+                "Early stop at step %d: %s has not improved for %d evaluations (best %.4g at step %d)",
+                self.step,
+                self.tc.monitor,
+                self.stale_evaluations,
+                self.best[self.tc.monitor],
+                self.best["step"],
+            )
         return row
 
     @property
@@ -383,8 +423,9 @@ class Trainer:
         concatenated, on every rank. Masks use a fixed seed so evaluations compare."""
         self.model.eval()
         rows = shard(len(dataset), self.dist.world_size, self.dist.rank)
-        loader = DataLoader(Subset(dataset, rows), batch_size=self.tc.batch_size, collate_fn=collate,
-                            num_workers=self.tc.num_workers)
+        loader = DataLoader(
+            Subset(dataset, rows), batch_size=self.tc.batch_size, collate_fn=collate, num_workers=self.tc.num_workers
+        )
         generator = torch.Generator(self.device).manual_seed(self.cfg.seed * VAL_STREAM + self.dist.rank)
         parts: dict[str, list[torch.Tensor]] = {}
         for i, batch in enumerate(loader):
@@ -418,8 +459,11 @@ class Trainer:
     # -------------------------------------------------------------------------------------------- logging
     @property
     def run_name(self) -> str:
-        return str(self.run_dir.relative_to(self.run_dir.parent.parent)) if self.run_dir.parent != self.run_dir \
+        return (
+            str(self.run_dir.relative_to(self.run_dir.parent.parent))
+            if self.run_dir.parent != self.run_dir
             else self.run_dir.name
+        )
 
     def log_metrics(self, row: dict[str, float]) -> dict[str, Any]:
         row = {"step": self.step, **row}
@@ -460,8 +504,14 @@ class Trainer:
     def _progress_bar(self):
         from tqdm import tqdm
 
-        return tqdm(total=self.tc.max_steps, initial=min(self.step, self.tc.max_steps), desc=self.cfg.name,
-                    unit="step", dynamic_ncols=True, disable=not (self.tc.progress and self.dist.is_main))
+        return tqdm(
+            total=self.tc.max_steps,
+            initial=min(self.step, self.tc.max_steps),
+            desc=self.cfg.name,
+            unit="step",
+            dynamic_ncols=True,
+            disable=not (self.tc.progress and self.dist.is_main),
+        )
 
     def test(self) -> dict[str, float]:
         """Metrics on the test split with the best-on-validation weights (the last ones if there is no best)."""
@@ -474,12 +524,17 @@ class Trainer:
         state = self.gather(test_set, "test")
         metrics = {_metric_name(k, "test"): v for k, v in self.module.eval_metrics(state).items()}
         self.log_metrics(metrics)
-        log.info("Test (weights of step %s): %s", self.best.get("step", self.step),
-                 ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        log.info(
+            "Test (weights of step %s): %s",
+            self.best.get("step", self.step),
+            ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()),
+        )
         if self.dist.is_main:
             for key, fig in self.module.eval_figures(state).items():
                 self.logger.log_figure(_metric_name(key, "test"), fig, self.step)
-                save_figure(fig, self.run_dir / "figures" / f"{_metric_name(key, 'test').replace('/', '_')}.png", dpi=90)
+                save_figure(
+                    fig, self.run_dir / "figures" / f"{_metric_name(key, 'test').replace('/', '_')}.png", dpi=90
+                )
         return metrics
 
     def summarize(self, history: list[dict[str, Any]], wall_time: float, test: dict[str, float]) -> dict[str, Any]:

@@ -22,8 +22,11 @@ def test_styles_and_stratified_split(tmp_path, caplog):
     assert len(tracks) == 13 * 10 + 1
     assert tracks[0].track_id == "Chacha/100000" and tracks[0].labels == {"style": "Chacha"}
     counts = Counter((t.labels["style"], t.split) for t in tracks)
-    assert all(counts[(s, "train")] == 8 and counts[(s, "valid")] == 1 and counts[(s, "test")] == 1
-               for s in ballroom.STYLES if s != "Tango")
+    assert all(
+        counts[(s, "train")] == 8 and counts[(s, "valid")] == 1 and counts[(s, "test")] == 1
+        for s in ballroom.STYLES
+        if s != "Tango"
+    )
     assert sum(counts[("Tango", split)] for split in ("train", "valid", "test")) == 11
     assert any("extras" in m for m in warnings_of())
     assert [t.split for t in ballroom.tracks(tmp_path, seed=2)] == [t.split for t in tracks]

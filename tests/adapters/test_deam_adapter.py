@@ -10,12 +10,16 @@ SONG_LEVEL = ("annotations", "annotations averaged per song", "song_level")
 def make_deam(root, songs=(2, 3, 5, 2001), missing_audio=(5,)):
     folder = root.joinpath(*SONG_LEVEL)
     # As distributed: spaces after the commas, in the header too.
-    touch(folder / "static_annotations_averaged_songs_1_2000.csv",
-          "song_id, valence_mean, valence_std, arousal_mean, arousal_std\n"
-          "2, 3.1, 0.94, 3, 0.63\n3, 3.5, 1.75, 3.3, 1.62\n5, 5.7, 1.42, 5.5, 1.63\n")
-    touch(folder / "static_annotations_averaged_songs_2000_2058.csv",
-          "song_id, valence_mean, valence_std, valence_max_mean, arousal_mean, arousal_std\n"
-          "2001, 6.2, 1.1, 7.0, 4.4, 0.9\n")
+    touch(
+        folder / "static_annotations_averaged_songs_1_2000.csv",
+        "song_id, valence_mean, valence_std, arousal_mean, arousal_std\n"
+        "2, 3.1, 0.94, 3, 0.63\n3, 3.5, 1.75, 3.3, 1.62\n5, 5.7, 1.42, 5.5, 1.63\n",
+    )
+    touch(
+        folder / "static_annotations_averaged_songs_2000_2058.csv",
+        "song_id, valence_mean, valence_std, valence_max_mean, arousal_mean, arousal_std\n"
+        "2001, 6.2, 1.1, 7.0, 4.4, 0.9\n",
+    )
     for song in songs:
         if song not in missing_audio:
             touch(root / "MEMD_audio" / f"{song}.mp3")

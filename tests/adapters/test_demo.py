@@ -88,13 +88,18 @@ def test_meter_and_pitches_match_the_source(small):
         number = None if pd.isna(row.number) else int(row.number)
         score = converter.parse(corpus_dir() / row.source, number=number, forceSource=True)
         parts = score.parts[:1] if row.kind == "solo" else score.parts
-        bars = list(parts[0].getElementsByClass("Measure"))[row.first_bar:row.first_bar + row.bars]
+        bars = list(parts[0].getElementsByClass("Measure"))[row.first_bar : row.first_bar + row.bars]
         in_force = {(b.timeSignature or b.getContextByClass(meter.TimeSignature)).ratioString for b in bars}
         assert in_force == {row.meter}, row.track_id
         shift = row.transpose + row.octave_shift
-        source = {int(p.ps) + shift for part in parts
-                  for m in list(part.getElementsByClass("Measure"))[row.first_bar:row.first_bar + row.bars]
-                  for n in m.recurse().notes if n.duration.quarterLength > 0 for p in n.pitches}  # 0: not sounded
+        source = {
+            int(p.ps) + shift
+            for part in parts
+            for m in list(part.getElementsByClass("Measure"))[row.first_bar : row.first_bar + row.bars]
+            for n in m.recurse().notes
+            if n.duration.quarterLength > 0
+            for p in n.pitches
+        }  # 0: not sounded
         import pretty_midi
 
         rendered = {n.pitch for i in pretty_midi.PrettyMIDI(str(small[0] / row.midi)).instruments for n in i.notes}
@@ -135,8 +140,16 @@ def test_same_seed_same_corpus(tmp_path):
 def test_prepare_writes_manifests_with_the_labels(small, tmp_path):
     root, built, _ = small
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("prepare", overrides=["dataset=demo_small", f"dataset.source.root={root}",
-                                            f"out={tmp_path}", "workers=0", "progress=false"])
+        cfg = compose(
+            "prepare",
+            overrides=[
+                "dataset=demo_small",
+                f"dataset.source.root={root}",
+                f"out={tmp_path}",
+                "workers=0",
+                "progress=false",
+            ],
+        )
     summary = prepare(cfg)
     assert summary["clips"] == len(built) and summary["failures"] == 0
     splits = {t.track_id: t.split for t in built}

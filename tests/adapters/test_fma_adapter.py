@@ -7,8 +7,14 @@ from m3bert.adapters import fma
 from m3bert.adapters.base import DatasetLayoutError
 
 # (track_id, split, subset, genre_top): as in tracks.csv, with a free-text column holding commas and a newline.
-ROWS = [(2, "training", "small", "Hip-Hop"), (5, "validation", "small", "Hip-Hop"), (140, "test", "small", "Folk"),
-        (1001, "training", "medium", ""), (99999, "training", "large", "Rock"), (3, "test", "small", "Pop")]
+ROWS = [
+    (2, "training", "small", "Hip-Hop"),
+    (5, "validation", "small", "Hip-Hop"),
+    (140, "test", "small", "Folk"),
+    (1001, "training", "medium", ""),
+    (99999, "training", "large", "Rock"),
+    (3, "test", "small", "Pop"),
+]
 
 
 def write_tracks_csv(path, rows=ROWS):
@@ -36,7 +42,11 @@ def test_medium_subset_with_official_split(tmp_path, caplog):
     make_fma(tmp_path)
     tracks = fma.tracks(tmp_path, subset="medium")
     assert [(t.track_id, t.split) for t in tracks] == [
-        ("000002", "train"), ("000005", "valid"), ("000140", "test"), ("001001", "train")]
+        ("000002", "train"),
+        ("000005", "valid"),
+        ("000140", "test"),
+        ("001001", "train"),
+    ]
     assert [t.labels.get("genre") for t in tracks] == ["Hip-Hop", "Hip-Hop", "Folk", None]
     assert tracks[3].audio == tmp_path / "fma_medium" / "001" / "001001.mp3"
     # track 3 is in small (so in medium) but its file is missing: skipped, counted.

@@ -40,8 +40,9 @@ def test_random_split_and_no_split_on_the_kaggle_layout(tmp_path):
     tracks = gtzan.tracks(tmp_path, split="random", seed=1)
     assert len(tracks) == 1000
     counts = Counter((t.labels["genre"], t.split) for t in tracks)
-    assert all(counts[(g, "train")] == 80 and counts[(g, "valid")] == 10 and counts[(g, "test")] == 10
-               for g in gtzan.GENRES)
+    assert all(
+        counts[(g, "train")] == 80 and counts[(g, "valid")] == 10 and counts[(g, "test")] == 10 for g in gtzan.GENRES
+    )
     assert [t.split for t in gtzan.tracks(tmp_path, split="random", seed=1)] == [t.split for t in tracks]
     unsplit = gtzan.tracks(tmp_path / "Data" / "genres_original", split=None)  # genre folders directly in root
     assert len(unsplit) == 1000 and {t.split for t in unsplit} == {None}
@@ -55,8 +56,11 @@ def test_original_au_files_and_custom_lists(tmp_path):
     touch(lists / "test_filtered.txt", "pop/pop.00004.wav\n")
     tracks = gtzan.tracks(tmp_path, split_dir=lists)
     assert [(t.track_id, t.split) for t in tracks] == [
-        ("blues/blues.00001", "train"), ("jazz/jazz.00003", "valid"), ("pop/pop.00004", "test"),
-        ("rock/rock.00002", "train")]
+        ("blues/blues.00001", "train"),
+        ("jazz/jazz.00003", "valid"),
+        ("pop/pop.00004", "test"),
+        ("rock/rock.00002", "train"),
+    ]
     assert tracks[0].audio.suffix == ".au"
 
 

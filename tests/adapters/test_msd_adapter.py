@@ -26,9 +26,11 @@ def test_previews_with_ids_from_file_names(tmp_path, caplog):
 def test_genres_from_a_tagtraum_file(tmp_path, caplog):
     warnings_of = capture_warnings(caplog)
     make_previews(tmp_path / "audio")
-    genres = touch(tmp_path / "msd_tagtraum_cd2.cls",
-                   "# tagtraum genre annotations\n#\nTRAAAAK128F9318786\tRock\n"
-                   "TRAAAAV128F421A322\tPop\tElectronic\nTRZZZZZ128F0000000\tJazz\n")
+    genres = touch(
+        tmp_path / "msd_tagtraum_cd2.cls",
+        "# tagtraum genre annotations\n#\nTRAAAAK128F9318786\tRock\n"
+        "TRAAAAV128F421A322\tPop\tElectronic\nTRZZZZZ128F0000000\tJazz\n",
+    )
     tracks = msd.tracks(tmp_path / "audio", genre_file=genres)
     assert [t.labels.get("genre") for t in tracks] == ["Rock", "Pop", None]
     assert any("1 of 3 tracks in the genre file have no preview" in m for m in warnings_of())

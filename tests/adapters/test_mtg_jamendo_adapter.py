@@ -8,8 +8,12 @@ HEADER = "TRACK_ID\tARTIST_ID\tALBUM_ID\tPATH\tDURATION\tTAGS\n"
 
 
 def row(number: int, *tags: str) -> str:
-    return "\t".join([f"track_{number:07d}", "artist_000014", "album_000031", f"{number % 100:02d}/{number}.mp3",
-                      "124.6", *tags]) + "\n"
+    return (
+        "\t".join(
+            [f"track_{number:07d}", "artist_000014", "album_000031", f"{number % 100:02d}/{number}.mp3", "124.6", *tags]
+        )
+        + "\n"
+    )
 
 
 def make_jamendo(root):
@@ -19,14 +23,26 @@ def make_jamendo(root):
     touch(audio / "42" / "917542.low.mp3")
     touch(audio / "43" / "917543.mp3")
     data = root / "data"
-    touch(data / "autotagging.tsv", HEADER + row(214, "genre---punkrock", "mood/theme---happy", "instrument---guitar")
-          + row(917542, "genre---pop") + row(917543, "mood/theme---relaxing") + row(1026811, "genre---rock"))
-    moodtheme = {214: ["mood/theme---happy", "mood/theme---energetic"], 917542: ["mood/theme---sad"],
-                 917543: ["mood/theme---relaxing"], 1026811: ["mood/theme---slow", "mood/theme---sad"]}
+    touch(
+        data / "autotagging.tsv",
+        HEADER
+        + row(214, "genre---punkrock", "mood/theme---happy", "instrument---guitar")
+        + row(917542, "genre---pop")
+        + row(917543, "mood/theme---relaxing")
+        + row(1026811, "genre---rock"),
+    )
+    moodtheme = {
+        214: ["mood/theme---happy", "mood/theme---energetic"],
+        917542: ["mood/theme---sad"],
+        917543: ["mood/theme---relaxing"],
+        1026811: ["mood/theme---slow", "mood/theme---sad"],
+    }
     touch(data / "autotagging_moodtheme.tsv", HEADER + "".join(row(n, *tags) for n, tags in moodtheme.items()))
     split_dir = data / "splits" / "split-0"
-    touch(split_dir / "autotagging_moodtheme-train.tsv",
-          HEADER + row(214, *moodtheme[214]) + row(1026811, *moodtheme[1026811]))
+    touch(
+        split_dir / "autotagging_moodtheme-train.tsv",
+        HEADER + row(214, *moodtheme[214]) + row(1026811, *moodtheme[1026811]),
+    )
     touch(split_dir / "autotagging_moodtheme-validation.tsv", HEADER + row(917542, *moodtheme[917542]))
     touch(split_dir / "autotagging_moodtheme-test.tsv", HEADER + row(917543, *moodtheme[917543]))
 
@@ -36,7 +52,10 @@ def test_moodtheme_with_official_split(tmp_path, caplog):
     make_jamendo(tmp_path)
     tracks = mtg_jamendo.tracks(tmp_path)  # subset=moodtheme, split-0
     assert [(t.track_id, t.split) for t in tracks] == [
-        ("track_0000214", "train"), ("track_0917542", "valid"), ("track_0917543", "test")]
+        ("track_0000214", "train"),
+        ("track_0917542", "valid"),
+        ("track_0917543", "test"),
+    ]
     assert [t.labels["tags"] for t in tracks] == ["energetic/happy", "sad", "relaxing"]
     assert tracks[1].audio == tmp_path / "raw_30s" / "audio" / "42" / "917542.low.mp3"
     assert any("skipped 1 of 4" in m and "track_1026811" in m for m in warnings_of())

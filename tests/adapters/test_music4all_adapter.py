@@ -8,10 +8,16 @@ from m3bert.adapters.base import DatasetLayoutError
 def make_music4all(root):
     for track_id in ["0009fFIM1eYThaPg", "0010xmHR6UICBOYT", "002Jyd0vN4HyCpqL"]:
         touch(root / "audios" / f"{track_id}.mp3")
-    touch(root / "id_genres.csv", "id\tgenres\n0009fFIM1eYThaPg\tpop,rock\n0010xmHR6UICBOYT\tindie rock\n"
-                                  "002Jyd0vN4HyCpqL\t\nMISSINGaudio0001\tjazz\n")
-    touch(root / "id_tags.csv", "id\ttags\n0009fFIM1eYThaPg\tpop,british, female vocalists,singer/songwriter\n"
-                                "0010xmHR6UICBOYT\tindie\n002Jyd0vN4HyCpqL\t\"quoted\" tag\nMISSINGaudio0001\tjazz\n")
+    touch(
+        root / "id_genres.csv",
+        "id\tgenres\n0009fFIM1eYThaPg\tpop,rock\n0010xmHR6UICBOYT\tindie rock\n"
+        "002Jyd0vN4HyCpqL\t\nMISSINGaudio0001\tjazz\n",
+    )
+    touch(
+        root / "id_tags.csv",
+        "id\ttags\n0009fFIM1eYThaPg\tpop,british, female vocalists,singer/songwriter\n"
+        '0010xmHR6UICBOYT\tindie\n002Jyd0vN4HyCpqL\t"quoted" tag\nMISSINGaudio0001\tjazz\n',
+    )
     touch(root / "id_metadata.csv", "id\tspotify_id\tvalence\n0009fFIM1eYThaPg\tx\t0.5\n")
 
 

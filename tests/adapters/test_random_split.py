@@ -8,8 +8,11 @@ from m3bert.adapters.splits import allocate, random_split, split_option
 
 
 def make(n_per_class: dict[str, int]) -> list[Track]:
-    return [Track(f"{label}/{i:03d}", Path(f"{label}/{i:03d}.wav"), None, {"genre": label})
-            for label, n in n_per_class.items() for i in range(n)]
+    return [
+        Track(f"{label}/{i:03d}", Path(f"{label}/{i:03d}.wav"), None, {"genre": label})
+        for label, n in n_per_class.items()
+        for i in range(n)
+    ]
 
 
 def test_allocate_adds_up_and_follows_fractions():

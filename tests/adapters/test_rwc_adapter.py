@@ -8,9 +8,12 @@ from m3bert.adapters.base import DatasetLayoutError
 
 
 def make_rwc(root):
-    names = [f"{number}{code}{style}{dynamics}.WAV" for number, code in (("011", "PF"), ("012", "PF"), ("151", "VN"),
-                                                                         ("291", "OB"), ("293", "EH"))
-             for style in ("NO", "ST") for dynamics in "FMP"]
+    names = [
+        f"{number}{code}{style}{dynamics}.WAV"
+        for number, code in (("011", "PF"), ("012", "PF"), ("151", "VN"), ("291", "OB"), ("293", "EH"))
+        for style in ("NO", "ST")
+        for dynamics in "FMP"
+    ]
     for i, name in enumerate(names):
         touch(root / f"RWC_I_{1 + i // 10:02d}" / name[:3] / name)
     write_wav(root / "notes" / "091CGAFM_11.wav")  # one of the files cut into single notes

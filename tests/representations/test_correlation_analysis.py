@@ -98,8 +98,11 @@ def setup(tmp_path_factory):
     write_audio(root / "clips" / "a.wav", 3.0, 44100, seed=1)
     write_audio(root / "clips" / "b.wav", 2.0, 22050, seed=2)
     (root / "clips" / "c.wav").write_bytes(b"broken")
-    weights = {"heads.genre.featurizer.weights": torch.tensor([0.0, 2.0, 0.5]),
-               "heads.mood.featurizer.weights": torch.tensor([1.0, 0.0, 0.0]), "heads.genre.head.weight": torch.ones(2)}
+    weights = {
+        "heads.genre.featurizer.weights": torch.tensor([0.0, 2.0, 0.5]),
+        "heads.mood.featurizer.weights": torch.tensor([1.0, 0.0, 0.0]),
+        "heads.genre.head.weight": torch.ones(2),
+    }
     (root / "finetune" / "checkpoints").mkdir(parents=True)
     torch.save({"model": weights, "step": 3}, root / "finetune" / "checkpoints" / "best.pt")
     return root
@@ -112,9 +115,16 @@ def config(*overrides: str):
 
 def test_the_analyses_write_tables_and_figures(setup, tmp_path):
     out = tmp_path / "out"
-    results = analyze(config(f"model_path={setup / 'model'}", f"input={setup / 'clips'}", f"out={out}",
-                             "analyses=[correlation,attention,layer_weights]", f"finetuned={setup / 'finetune'}",
-                             "correlation.top_k=20"))
+    results = analyze(
+        config(
+            f"model_path={setup / 'model'}",
+            f"input={setup / 'clips'}",
+            f"out={out}",
+            "analyses=[correlation,attention,layer_weights]",
+            f"finetuned={setup / 'finetune'}",
+            "correlation.top_k=20",
+        )
+    )
     pairs = pd.read_csv(out / "correlation" / "strongest_pairs.csv")
     assert list(pairs.columns) == ["layer", "unit", "feature", "block", "r", "p_value_nominal", "n_frames"]
     assert len(pairs) == 20 and (pairs["r"].abs().diff().dropna() <= 1e-12).all()  # strongest first
@@ -124,8 +134,12 @@ def test_the_analyses_write_tables_and_figures(setup, tmp_path):
     heat = pd.read_csv(out / "correlation" / "max_abs_r.csv")
     assert heat["layer"].tolist() == [0, 1, 2] and ((heat["log_mel"] > 0) & (heat["log_mel"] <= 1)).all()
     assert len(pd.read_csv(out / "correlation" / "strongest_pairs_by_layer.csv")) == 3 * 10
-    for figure in ["correlation/heatmap.png", "attention/layers.png", "attention/heads_layer2.png",
-                   "layer_weights/layer_weights.png"]:
+    for figure in [
+        "correlation/heatmap.png",
+        "attention/layers.png",
+        "attention/heads_layer2.png",
+        "layer_weights/layer_weights.png",
+    ]:
         assert (out / figure).stat().st_size > 1000, figure
     maps = np.load(out / "attention" / "attention_maps.npz")
     assert maps["layer1"].shape == (4, 64, 64) and np.allclose(maps["layer1"].sum(-1), 1, atol=1e-5)
@@ -143,8 +157,11 @@ def test_descriptors_replace_the_input_features(setup, tmp_path):
         np.save(tmp_path / "descriptors" / f"{name}.npy", feats[:, 10])
     common = [f"model_path={setup / 'model'}", "analyses=[correlation]", "max_clips=2"]
     analyze(config(*common, f"input={setup / 'clips'}", f"out={tmp_path / 'features'}"))
-    analyze(config(*common, f"input={setup / 'clips'}", f"out={tmp_path / 'descr'}",
-                   f"descriptors={tmp_path / 'descriptors'}"))
+    analyze(
+        config(
+            *common, f"input={setup / 'clips'}", f"out={tmp_path / 'descr'}", f"descriptors={tmp_path / 'descriptors'}"
+        )
+    )
     by_features = np.load(tmp_path / "features" / "correlation" / "r.npz")
     by_descriptor = np.load(tmp_path / "descr" / "correlation" / "r.npz")
     assert list(by_descriptor["targets"]) == ["descriptor_0"]
@@ -162,5 +179,12 @@ def test_analysis_inputs_fail_clearly(setup, tmp_path):
     with pytest.raises(ValueError, match="no weighted-sum featurizer"):
         analyze(config(f"out={tmp_path}", "analyses=[layer_weights]", f"finetuned={tmp_path / 'plain.pt'}"))
     with pytest.raises(FileNotFoundError, match="no a.csv or a.npy"):
-        analyze(config(f"out={tmp_path}", "analyses=[correlation]", f"model_path={setup / 'model'}",
-                       f"input={setup / 'clips'}", f"descriptors={tmp_path}"))
+        analyze(
+            config(
+                f"out={tmp_path}",
+                "analyses=[correlation]",
+                f"model_path={setup / 'model'}",
+                f"input={setup / 'clips'}",
+                f"descriptors={tmp_path}",
+            )
+        )

@@ -67,8 +67,9 @@ def test_a_rerun_skips_finished_files_and_other_settings_are_refused(model, audi
     before = (out / "frames" / "a.npy").stat().st_mtime_ns
     calls = []
     original = Representations.file_features
-    monkeypatch.setattr(Representations, "file_features", lambda self, path, **kw: calls.append(path) or original(
-        self, path, **kw))
+    monkeypatch.setattr(
+        Representations, "file_features", lambda self, path, **kw: calls.append(path) or original(self, path, **kw)
+    )
     summary = extract(config(f"model_path={model}", f"input={audio}", f"output={out}"))
     assert summary["reused"] == 2 and summary["done"] == 2
     assert [p.name for p in calls] == ["broken.wav"]  # failures are retried, finished files are not
@@ -82,11 +83,22 @@ def test_a_rerun_skips_finished_files_and_other_settings_are_refused(model, audi
 def test_layer_selection_npz_and_a_manifest_input(model, audio, tmp_path):
     manifest = tmp_path / "list.csv"
     pd.DataFrame({"audio": [str(audio / "a.wav"), str(audio / "missing.wav"), str(audio / "sub" / "b.flac")]}).to_csv(
-        manifest, index=False)
+        manifest, index=False
+    )
     out = tmp_path / "emb"
-    summary = extract(config(f"model_path={model}", f"input={manifest}", f"output={out}", "layers=[0,-1]",
-                             "frame_level=false", "format=npz", "output_dtype=float16", "window.frames=32",
-                             "window.overlap_frames=8"))
+    summary = extract(
+        config(
+            f"model_path={model}",
+            f"input={manifest}",
+            f"output={out}",
+            "layers=[0,-1]",
+            "frame_level=false",
+            "format=npz",
+            "output_dtype=float16",
+            "window.frames=32",
+            "window.overlap_frames=8",
+        )
+    )
     assert summary["done"] == 2 and summary["failures"] == 1
     assert "file not found" in pd.read_csv(out / "failures.csv")["reason"][0]
     packed = np.load(out / "embeddings.npz")
@@ -101,8 +113,14 @@ def test_the_command_lines_export_then_extract(pretrained, audio, tmp_path):
         assert done.returncode == 0, done.stderr[-3000:]
 
     run("m3bert.export", f"run={pretrained}", f"out={tmp_path / 'model'}")
-    run("m3bert.extract", f"model_path={tmp_path / 'model'}", f"input={audio / 'a.wav'}", f"output={tmp_path / 'emb'}",
-        "progress=false", "format=npz")
+    run(
+        "m3bert.extract",
+        f"model_path={tmp_path / 'model'}",
+        f"input={audio / 'a.wav'}",
+        f"output={tmp_path / 'emb'}",
+        "progress=false",
+        "format=npz",
+    )
     packed = np.load(tmp_path / "emb" / "embeddings.npz")
     assert packed["frames/a"].shape == (3, 173, 32) and (tmp_path / "emb" / "extract.json").is_file()
 

@@ -46,8 +46,9 @@ def test_stacked_frames_keep_regular_timestamps_inside_the_clip(tmp_path):
     audio = torch.zeros(2, 44100)  # 44 frames: the last stacked output frame would be centred past the end
     embeddings, timestamps = hear.get_timestamp_embeddings(audio, model)
     assert embeddings.shape[:2] == timestamps.shape and timestamps[0, -1] <= 1000.0
-    torch.testing.assert_close(torch.diff(timestamps), torch.full_like(timestamps[:, 1:], 4 * HOP_MS), atol=1e-3,
-                               rtol=0)
+    torch.testing.assert_close(
+        torch.diff(timestamps), torch.full_like(timestamps[:, 1:], 4 * HOP_MS), atol=1e-3, rtol=0
+    )
 
 
 def test_layer_choices_and_loading_errors(model_dir, monkeypatch):
@@ -56,8 +57,9 @@ def test_layer_choices_and_loading_errors(model_dir, monkeypatch):
     assert concat.timestamp_embedding_size == 3 * 32
     assert hear.get_timestamp_embeddings(audio, concat)[0].shape[-1] == 96
     first = hear.load_model(str(model_dir), layer=0)
-    torch.testing.assert_close(hear.get_timestamp_embeddings(audio, concat)[0][..., :32],
-                               hear.get_timestamp_embeddings(audio, first)[0])
+    torch.testing.assert_close(
+        hear.get_timestamp_embeddings(audio, concat)[0][..., :32], hear.get_timestamp_embeddings(audio, first)[0]
+    )
     with pytest.raises(ValueError, match="layer must be"):
         hear.load_model(str(model_dir), layer=7)
     monkeypatch.delenv(hear.MODEL_ENV, raising=False)
@@ -79,12 +81,14 @@ def test_the_reference_validator_accepts_the_module(model_dir, tmp_path, monkeyp
         # the encoder uses, looks up tf.Tensor / tf.Variable once it sees a module called tensorflow.
         stub = tmp_path / "stub" / "tensorflow"
         stub.mkdir(parents=True)
-        (stub / "__init__.py").write_text(textwrap.dedent("""\
+        (stub / "__init__.py").write_text(
+            textwrap.dedent("""\
             '''Stand-in for tensorflow: hearvalidator only touches it for TensorFlow models.'''
             class Module: pass
             class Tensor: pass
             class Variable: pass
-        """))
+        """)
+        )
         monkeypatch.syspath_prepend(str(tmp_path / "stub"))
         monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
     monkeypatch.delitem(sys.modules, "hearvalidator.validate", raising=False)

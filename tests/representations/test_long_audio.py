@@ -58,9 +58,18 @@ def test_a_ten_minute_file_is_extracted_in_bounded_pieces(tmp_path, monkeypatch,
     monkeypatch.setattr(FeatureExtractor, "forward", spy_front_end)
     monkeypatch.setattr(M3BERT, "forward", spy_encoder)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("extract", overrides=[f"model_path={model}", f"input={tmp_path / 'long.wav'}",
-                                            f"output={tmp_path / 'emb'}", "progress=false", "segment.seconds=60",
-                                            "segment.context_seconds=0.5", "batch_size=4"])
+        cfg = compose(
+            "extract",
+            overrides=[
+                f"model_path={model}",
+                f"input={tmp_path / 'long.wav'}",
+                f"output={tmp_path / 'emb'}",
+                "progress=false",
+                "segment.seconds=60",
+                "segment.context_seconds=0.5",
+                "batch_size=4",
+            ],
+        )
     tracemalloc.start()  # numpy's buffers are traced; torch's aren't, hence the spies
     try:
         summary = extract(cfg)

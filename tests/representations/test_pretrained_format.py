@@ -12,8 +12,15 @@ from hydra import compose, initialize_config_dir
 from tiny_models import export_tiny, tiny_encoder
 
 from m3bert.export import export, front_end_of
+from m3bert.inference.pretrained import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    FrontEnd,
+    from_pretrained,
+    load_pretrained,
+    save_pretrained,
+)
 from m3bert.models import M3BERT
-from m3bert.inference.pretrained import CONFIG_FILE, WEIGHTS_FILE, FrontEnd, from_pretrained, load_pretrained, save_pretrained
 
 
 def _all_states(encoder: M3BERT, x: torch.Tensor) -> list[torch.Tensor]:

@@ -18,8 +18,18 @@ from m3bert.inference.pretrained import FrontEnd
 from m3bert.inference.representations import Representations, plan_windows, resolve_layers
 
 
-@pytest.mark.parametrize("frames,window,overlap,r", [(10, 4, 2, 1), (300, 64, 16, 1), (301, 64, 16, 2),
-                                                     (65, 64, 0, 1), (129, 64, 32, 4), (64, 64, 16, 1), (5, 64, 16, 2)])
+@pytest.mark.parametrize(
+    "frames,window,overlap,r",
+    [
+        (10, 4, 2, 1),
+        (300, 64, 16, 1),
+        (301, 64, 16, 2),
+        (65, 64, 0, 1),
+        (129, 64, 32, 4),
+        (64, 64, 16, 1),
+        (5, 64, 16, 2),
+    ],
+)
 def test_windows_cover_every_output_frame_once_with_context_on_both_sides(frames, window, overlap, r):
     windows = plan_windows(frames, window, overlap, r)
     tokens = -(-frames // r)
@@ -65,8 +75,9 @@ def test_stitched_frames_equal_their_own_window_run_alone(downsample):
     encoder = tiny_encoder(input_dim=128, downsample=downsample)
     window, overlap = 64, 16
     features = torch.randn(301, 128)
-    one_at_a_time = Representations(encoder, FrontEnd("logmel128"), window_frames=window, overlap_frames=overlap,
-                                    batch_size=1)
+    one_at_a_time = Representations(
+        encoder, FrontEnd("logmel128"), window_frames=window, overlap_frames=overlap, batch_size=1
+    )
     (stitched,) = one_at_a_time.encode([features])
     assert stitched.shape == (3, -(-301 // downsample), 32)
     for w in plan_windows(301, window, overlap, downsample):
@@ -76,23 +87,27 @@ def test_stitched_frames_equal_their_own_window_run_alone(downsample):
         kept = alone[:, w.keep_start - offset : w.keep_stop - offset]
         assert torch.equal(stitched[:, w.keep_start : w.keep_stop], kept)
     # Batching windows (with padding for the shorter last one) changes nothing beyond float rounding.
-    batched = Representations(encoder, FrontEnd("logmel128"), window_frames=window, overlap_frames=overlap,
-                              batch_size=4)
+    batched = Representations(
+        encoder, FrontEnd("logmel128"), window_frames=window, overlap_frames=overlap, batch_size=4
+    )
     torch.testing.assert_close(batched.encode([features])[0], stitched, atol=1e-5, rtol=1e-5)
     streamed = torch.cat([chunk for _, chunk in one_at_a_time.stream(features.numpy())], dim=1)
     assert torch.equal(streamed, stitched)
 
 
 def test_timestamps_are_frame_centres_in_seconds():
-    assert torch.allclose(Representations(tiny_encoder(), FrontEnd("m3bert324")).timestamps(3),
-                          torch.tensor([0, 1024 / 44100, 2048 / 44100], dtype=torch.float64))
+    assert torch.allclose(
+        Representations(tiny_encoder(), FrontEnd("m3bert324")).timestamps(3),
+        torch.tensor([0, 1024 / 44100, 2048 / 44100], dtype=torch.float64),
+    )
     stacked = Representations(tiny_encoder(downsample=2), FrontEnd("m3bert324"))
     assert torch.allclose(stacked.timestamps(2), torch.tensor([0.5, 2.5], dtype=torch.float64) * 1024 / 44100)
 
 
 def test_waveforms_at_any_rate_paths_and_batches(tmp_path):
-    rep = Representations.from_pretrained(export_tiny(tmp_path / "model", "logmel128"), layers=[0, -1],
-                                          window_frames=64)
+    rep = Representations.from_pretrained(
+        export_tiny(tmp_path / "model", "logmel128"), layers=[0, -1], window_frames=64
+    )
     path = write_audio(tmp_path / "clip.wav", 3.0, 22050, channels=2)
     from_path = rep(path)
     assert from_path.hidden_states.shape == (2, 1 + 132300 // 1024, 32) and from_path.layers == (0, 2)

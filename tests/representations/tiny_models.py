@@ -10,8 +10,8 @@ import soundfile as sf
 import torch
 
 from m3bert.features.synth import synthetic_music
-from m3bert.models import M3BERT, M3BERTConfig
 from m3bert.inference.pretrained import save_pretrained
+from m3bert.models import M3BERT, M3BERTConfig
 
 
 def tiny_encoder(input_dim: int = 324, downsample: int = 1, seed: int = 0, **overrides) -> M3BERT:
@@ -21,15 +21,18 @@ def tiny_encoder(input_dim: int = 324, downsample: int = 1, seed: int = 0, **ove
     return M3BERT(M3BERTConfig(**{**cfg, **overrides})).eval()
 
 
-def export_tiny(folder: Path, feature_set: str = "m3bert324", downsample: int = 1, training_frames: int = 64,
-                seed: int = 0) -> Path:
+def export_tiny(
+    folder: Path, feature_set: str = "m3bert324", downsample: int = 1, training_frames: int = 64, seed: int = 0
+) -> Path:
     dims = {"m3bert324": 324, "logmel128": 128}
-    return save_pretrained(tiny_encoder(dims[feature_set], downsample, seed), folder, feature_set,
-                           training_frames=training_frames)
+    return save_pretrained(
+        tiny_encoder(dims[feature_set], downsample, seed), folder, feature_set, training_frames=training_frames
+    )
 
 
-def write_audio(path: Path, seconds: float, sample_rate: int = 44100, channels: int = 1, seed: int = 0,
-                subtype: str | None = None) -> Path:
+def write_audio(
+    path: Path, seconds: float, sample_rate: int = 44100, channels: int = 1, seed: int = 0, subtype: str | None = None
+) -> Path:
     """Synthetic music (each channel its own seed) written with soundfile; returns the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     clips = [synthetic_music(seconds, sample_rate, seed=seed + c) for c in range(channels)]

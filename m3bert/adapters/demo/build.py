@@ -27,7 +27,7 @@ import pandas as pd
 from m3bert.adapters.base import SPLITS, TAG_SEPARATOR, DatasetLayoutError, Track, check_unique
 from m3bert.adapters.demo.scores import Outcome, score_job
 from m3bert.adapters.demo.sources import STYLES, Piece, corpus_dir, pieces
-from m3bert.adapters.demo.synth import SOUNDFONT_NAME, Renderer, default_soundfont
+from m3bert.adapters.demo.synth import SOUNDFONT_NAME, Renderer, SynthUnavailable, default_soundfont
 from m3bert.adapters.splits import DEFAULT_FRACTIONS, check_fractions
 
 log = logging.getLogger(__name__)
@@ -59,9 +59,28 @@ SIZES = {
 }
 
 
-def tracks(root: str | Path, size: str = "demo_small", seed: int = 0, styles: Sequence[str] | None = None,
-           fractions: Sequence[float] = DEFAULT_FRACTIONS, workers: int = 0, soundfont: str | Path | None = None,
-           progress: bool = True) -> list[Track]:
+def require_demo_extra() -> None:
+    """Building the corpus needs the ``demo`` extra; say how to get it rather than fail on an import deep inside."""
+    import importlib.util
+
+    missing = [name for name in ("music21", "fluidsynth", "pretty_midi") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise SynthUnavailable(
+            f"building the demo corpus needs {', '.join(missing)}: pip install 'm3bert[demo]' "
+            "(and the FluidSynth library: apt-get install libfluidsynth3 / brew install fluid-synth)"
+        )
+
+
+def tracks(
+    root: str | Path,
+    size: str = "demo_small",
+    seed: int = 0,
+    styles: Sequence[str] | None = None,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    workers: int = 0,
+    soundfont: str | Path | None = None,
+    progress: bool = True,
+) -> list[Track]:
     """The demo corpus's clips, sorted by track id, built into ``root`` first unless a complete build with the same
     options is there already.
 
@@ -79,11 +98,18 @@ def tracks(root: str | Path, size: str = "demo_small", seed: int = 0, styles: Se
     if unknown:
         raise ValueError(f"unknown demo style(s) {unknown}; choose from {sorted(STYLES)}")
     font = Path(soundfont) if soundfont is not None else None
-    options = {"version": BUILD_VERSION, "size": size, "seed": int(seed), "styles": chosen,
-               "fractions": list(check_fractions(fractions)), "sample_rate": SAMPLE_RATE,
-               "soundfont": font.name if font is not None else SOUNDFONT_NAME}
+    options = {
+        "version": BUILD_VERSION,
+        "size": size,
+        "seed": int(seed),
+        "styles": chosen,
+        "fractions": list(check_fractions(fractions)),
+        "sample_rate": SAMPLE_RATE,
+        "soundfont": font.name if font is not None else SOUNDFONT_NAME,
+    }
     cached = read_built(root, options)
     if cached is None:
+        require_demo_extra()
         build(root, options, SIZES[size], font or default_soundfont(), workers, progress)
         cached = read_built(root, options)
     return cached
@@ -97,23 +123,35 @@ def read_built(root: Path, options: dict) -> list[Track] | None:
         return None
     built = json.loads(summary_path.read_text(encoding="utf-8")).get("options")
     if built != options:
-        raise DatasetLayoutError(f"{summary_path}: this folder holds a demo corpus built with options {built}, not "
-                                 f"{options}; delete the folder to rebuild it, or choose another root")
+        raise DatasetLayoutError(
+            f"{summary_path}: this folder holds a demo corpus built with options {built}, not "
+            f"{options}; delete the folder to rebuild it, or choose another root"
+        )
     if not (root / CLIPS).is_file():
         log.warning("%s: %s is missing; building the demo corpus again", root, CLIPS)
         return None
     table = pd.read_csv(root / CLIPS, dtype=str, keep_default_na=False)
     missing = [p for p in table["audio"] if not (root / p).is_file()]
     if missing:
-        log.warning("%s: %d of the demo corpus's audio files are missing (first: %s); building it again", root,
-                    len(missing), missing[0])
+        log.warning(
+            "%s: %d of the demo corpus's audio files are missing (first: %s); building it again",
+            root,
+            len(missing),
+            missing[0],
+        )
         return None
     out = []
     for row in table.to_dict("records"):
         # Ensemble clips carry instrument=None rather than no key, so every clip has every label column (the
         # prepare step takes a split manifest's columns from its first row).
-        labels = {"style": row["style"], "meter": row["meter"], "tempo": float(row["tempo"]),
-                  "register": float(row["register"]), "tags": row["tags"], "instrument": row["instrument"] or None}
+        labels = {
+            "style": row["style"],
+            "meter": row["meter"],
+            "tempo": float(row["tempo"]),
+            "register": float(row["register"]),
+            "tags": row["tags"],
+            "instrument": row["instrument"] or None,
+        }
         out.append(Track(row["track_id"], root / row["audio"], row["split"], labels))
     return check_unique(sorted(out, key=lambda t: t.track_id), root)
 
@@ -128,13 +166,18 @@ def build(root: Path, options: dict, size: Size, soundfont: Path, workers: int, 
             candidates = smallest(pieces(style, corpus), size.file_quantile)
             order[style] = spread_over_works(candidates, f"{options['seed']}/order/{style}")
             # A style with fewer pieces than asked for gives more clips of each, so styles keep similar counts.
-            clips_per_piece[style] = max(size.clips, min(MAX_CLIPS_PER_PIECE,
-                                                         math.ceil(size.clips * size.pieces / max(1, len(candidates)))))
+            clips_per_piece[style] = max(
+                size.clips, min(MAX_CLIPS_PER_PIECE, math.ceil(size.clips * size.pieces / max(1, len(candidates))))
+            )
         chosen, rejected = score_pieces(order, clips_per_piece, size, corpus, options["seed"], workers, progress)
-        splits = split_by_work({s: [o.piece.work for o in outcomes] for s, outcomes in chosen.items()},
-                               options["fractions"], options["seed"])
-        rows = render(root, [c for outcomes in chosen.values() for o in outcomes for c in o.clips], splits,
-                      renderer, progress)
+        splits = split_by_work(
+            {s: [o.piece.work for o in outcomes] for s, outcomes in chosen.items()},
+            options["fractions"],
+            options["seed"],
+        )
+        rows = render(
+            root, [c for outcomes in chosen.values() for o in outcomes for c in o.clips], splits, renderer, progress
+        )
     finally:
         renderer.close()
     write_outputs(root, rows, options, chosen, rejected, soundfont, time.perf_counter() - started)
@@ -164,8 +207,15 @@ def spread_over_works(candidates: list[Piece], seed: str) -> list[Piece]:
     return [works[n][r] for r in range(rounds) for n in names if r < len(works[n])]
 
 
-def score_pieces(order: dict[str, list[Piece]], clips_per_piece: dict[str, int], size: Size, corpus: Path, seed: int,
-                 workers: int, progress: bool) -> tuple[dict[str, list[Outcome]], Counter]:
+def score_pieces(
+    order: dict[str, list[Piece]],
+    clips_per_piece: dict[str, int],
+    size: Size,
+    corpus: Path,
+    seed: int,
+    workers: int,
+    progress: bool,
+) -> tuple[dict[str, list[Outcome]], Counter]:
     """The first ``size.pieces`` pieces of each style (in ``order``) that give clips, and why others gave none.
 
     Pieces are parsed in batches a little larger than what each style still needs; which pieces are chosen depends
@@ -183,14 +233,14 @@ def score_pieces(order: dict[str, list[Piece]], clips_per_piece: dict[str, int],
             for style, candidates in order.items():
                 need = size.pieces - len(chosen[style])
                 if need > 0:
-                    batch += candidates[tried[style]: tried[style] + need + need // 4 + 1]
+                    batch += candidates[tried[style] : tried[style] + need + need // 4 + 1]
                     tried[style] = min(len(candidates), tried[style] + need + need // 4 + 1)
             if not batch:
                 break
             bar.total += len(batch)
             bar.refresh()
             jobs = [(p, corpus, clips_per_piece[p.style], seed, MIN_SECONDS, size.max_seconds) for p in batch]
-            for outcome in (pool.imap(score_job, jobs) if pool else map(score_job, jobs)):
+            for outcome in pool.imap(score_job, jobs) if pool else map(score_job, jobs):
                 bar.update()
                 if outcome.rejected is not None:
                     rejected[outcome.rejected] += 1
@@ -215,8 +265,10 @@ def split_by_work(works: dict[str, list[str]], fractions: Sequence[float], seed:
     for style in sorted(works):
         names = sorted(set(works[style]))
         if len(names) < 3:
-            raise ValueError(f"demo style {style}: only {len(names)} work(s) ({names}); a train/valid/test split "
-                             "by work needs at least 3")
+            raise ValueError(
+                f"demo style {style}: only {len(names)} work(s) ({names}); a train/valid/test split "
+                "by work needs at least 3"
+            )
         random.Random(f"{seed}/split/{style}").shuffle(names)
         test = max(1, round(len(names) * test_share)) if test_share > 0 else 0
         valid = max(1, round(len(names) * valid_share)) if valid_share > 0 else 0
@@ -233,26 +285,50 @@ def render(root: Path, clips: list, splits: dict[str, str], renderer: Renderer, 
     from m3bert.common.files import atomic_write
 
     rows = []
-    for clip in tqdm(sorted(clips, key=lambda c: c.track_id), desc="demo corpus: render", unit="clip",
-                     disable=not progress, dynamic_ncols=True):
+    for clip in tqdm(
+        sorted(clips, key=lambda c: c.track_id),
+        desc="demo corpus: render",
+        unit="clip",
+        disable=not progress,
+        dynamic_ncols=True,
+    ):
         midi_path, audio_path = f"midi/{clip.track_id}.mid", f"audio/{clip.track_id}.wav"
         atomic_write(root / midi_path, lambda handle, midi=clip.midi: handle.write(midi))
         audio = renderer.render(clip.midi, clip.seconds)
         peak = float(np.abs(audio).max(initial=0.0))
         if peak == 0.0:  # a clip has at least MIN_NOTES notes, so silence means the soundfont lacks the program
-            raise RuntimeError(f"{clip.track_id}: rendered silent (programs {clip.facts['programs']}); does the "
-                               "soundfont have every General MIDI program?")
+            raise RuntimeError(
+                f"{clip.track_id}: rendered silent (programs {clip.facts['programs']}); does the "
+                "soundfont have every General MIDI program?"
+            )
         audio = (audio * (PEAK / peak)).astype(np.float32)
-        atomic_write(root / audio_path, lambda handle, samples=audio: sf.write(
-            handle, samples, renderer.sample_rate, format="WAV", subtype="PCM_16"))
-        rows.append({"track_id": clip.track_id, "split": splits[clip.facts["work"]],
-                     **{k: v for k, v in clip.facts.items() if k != "track_id"}, "audio": audio_path,
-                     "midi": midi_path})
+        atomic_write(
+            root / audio_path,
+            lambda handle, samples=audio: sf.write(
+                handle, samples, renderer.sample_rate, format="WAV", subtype="PCM_16"
+            ),
+        )
+        rows.append(
+            {
+                "track_id": clip.track_id,
+                "split": splits[clip.facts["work"]],
+                **{k: v for k, v in clip.facts.items() if k != "track_id"},
+                "audio": audio_path,
+                "midi": midi_path,
+            }
+        )
     return rows
 
 
-def write_outputs(root: Path, rows: list[dict], options: dict, chosen: dict[str, list[Outcome]], rejected: Counter,
-                  soundfont: Path, seconds: float) -> None:
+def write_outputs(
+    root: Path,
+    rows: list[dict],
+    options: dict,
+    chosen: dict[str, list[Outcome]],
+    rejected: Counter,
+    soundfont: Path,
+    seconds: float,
+) -> None:
     import music21
 
     from m3bert.common.files import write_csv, write_json
@@ -267,23 +343,38 @@ def write_outputs(root: Path, rows: list[dict], options: dict, chosen: dict[str,
         "clips": len(table),
         "audio_hours": round(float(table["seconds"].sum()) / 3600, 4),
         "build_seconds": round(seconds, 1),
-        "splits": {s: {"clips": int((table["split"] == s).sum()), "audio_hours": round(float(hours.get(s, 0.0)), 4),
-                       "works": int(table.loc[table["split"] == s, "work"].nunique())} for s in SPLITS},
-        "labels": {label: {str(k): int(v) for k, v in group.groupby("value")["clips"].sum().items()}
-                   for label, group in counts.groupby("label")},
+        "splits": {
+            s: {
+                "clips": int((table["split"] == s).sum()),
+                "audio_hours": round(float(hours.get(s, 0.0)), 4),
+                "works": int(table.loc[table["split"] == s, "work"].nunique()),
+            }
+            for s in SPLITS
+        },
+        "labels": {
+            label: {str(k): int(v) for k, v in group.groupby("value")["clips"].sum().items()}
+            for label, group in counts.groupby("label")
+        },
         "tempo_bpm": describe(table["tempo"]),
         "register_midi_pitch": describe(table["register"]),
         "pieces": {style: len(outcomes) for style, outcomes in chosen.items()},
         "pieces_rejected": dict(sorted(rejected.items())),
-        "clips_skipped": dict(sorted(Counter(r for outcomes in chosen.values() for o in outcomes
-                                             for r in o.skipped).items())),
+        "clips_skipped": dict(
+            sorted(Counter(r for outcomes in chosen.values() for o in outcomes for r in o.skipped).items())
+        ),
         "sample_rate": SAMPLE_RATE,
         "soundfont": str(soundfont),
         "music21": music21.__version__,
     }
     write_json(summary, root / SUMMARY)  # last: its presence marks a complete build
-    log.info("demo corpus (%s): %d clips, %.2f h of audio, built in %.0f s in %s", options["size"], len(table),
-             summary["audio_hours"], seconds, root)
+    log.info(
+        "demo corpus (%s): %d clips, %.2f h of audio, built in %.0f s in %s",
+        options["size"],
+        len(table),
+        summary["audio_hours"],
+        seconds,
+        root,
+    )
 
 
 def label_counts(table: pd.DataFrame) -> pd.DataFrame:
@@ -304,5 +395,8 @@ def label_counts(table: pd.DataFrame) -> pd.DataFrame:
 
 def describe(values: pd.Series) -> dict:
     values = values.astype(float)
-    return {"min": round(float(values.min()), 2), "mean": round(float(values.mean()), 2),
-            "max": round(float(values.max()), 2)}
+    return {
+        "min": round(float(values.min()), 2),
+        "mean": round(float(values.mean()), 2),
+        "max": round(float(values.max()), 2),
+    }

@@ -36,8 +36,20 @@ CLARINET = Instrument("clarinet", 71, "woodwind", 67)
 FLUTE = Instrument("flute", 73, "woodwind", 81)
 
 # The twelve classes of the ``instrument`` task: one melodic line played by one of these.
-SOLO = (PIANO, HARPSICHORD, MARIMBA, CHURCH_ORGAN, NYLON_GUITAR, VIOLIN, CELLO, TRUMPET, ALTO_SAX, OBOE, CLARINET,
-        FLUTE)
+SOLO = (
+    PIANO,
+    HARPSICHORD,
+    MARIMBA,
+    CHURCH_ORGAN,
+    NYLON_GUITAR,
+    VIOLIN,
+    CELLO,
+    TRUMPET,
+    ALTO_SAX,
+    OBOE,
+    CLARINET,
+    FLUTE,
+)
 # An ensemble voices each part with the member whose range centre is nearest the part's mean pitch; "mixed" gives
 # each part an instrument drawn from all of them.
 ENSEMBLES: dict[str, tuple[Instrument, ...]] = {

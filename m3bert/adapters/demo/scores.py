@@ -59,8 +59,7 @@ class Outcome:
     skipped: list[str] = field(default_factory=list)  # why clips of it were not made
 
 
-def score_piece(piece: Piece, corpus: Path, count: int, seed: int, min_seconds: float,
-                max_seconds: float) -> Outcome:
+def score_piece(piece: Piece, corpus: Path, count: int, seed: int, min_seconds: float, max_seconds: float) -> Outcome:
     """Up to ``count`` clips of ``piece``, each ``min_seconds`` to ``max_seconds`` long, from evenly spread parts of
     the piece. Deterministic for (piece, count, seed, lengths). Polyphonic pieces alternate ensemble clips (every part)
     and solo clips (the top part alone), starting with either (drawn per piece); a single-line piece gives solo
@@ -89,11 +88,22 @@ def score_piece(piece: Piece, corpus: Path, count: int, seed: int, min_seconds: 
         for k in range(count):
             rng = random.Random(f"{seed}/{piece.style}/{piece.name}/{k}")
             solo = len(parts) == 1 or k % 2 == first_solo
-            window = pick_window(bars, offsets, [True] * len(bars) if solo else together,
-                                 onsets[:1] if solo else onsets, rng, k, count, min_seconds, max_seconds)
+            window = pick_window(
+                bars,
+                offsets,
+                [True] * len(bars) if solo else together,
+                onsets[:1] if solo else onsets,
+                rng,
+                k,
+                count,
+                min_seconds,
+                max_seconds,
+            )
             if window is None:
-                skipped.append(f"no excerpt of whole bars in one of the meters {', '.join(METERS)} lasts "
-                               f"{min_seconds:g}-{max_seconds:g} s")
+                skipped.append(
+                    f"no excerpt of whole bars in one of the meters {', '.join(METERS)} lasts "
+                    f"{min_seconds:g}-{max_seconds:g} s"
+                )
                 continue
             try:
                 clips.append(make_clip(piece, score, k, solo, *window, bars, offsets, rng))
@@ -134,9 +144,17 @@ def bar_table(part) -> list[Bar]:
     return bars
 
 
-def pick_window(bars: list[Bar], offsets: list[float], usable: list[bool], onsets: list[list[float]],
-                rng: random.Random, k: int, count: int, min_seconds: float,
-                max_seconds: float) -> tuple[int, int, int] | None:
+def pick_window(
+    bars: list[Bar],
+    offsets: list[float],
+    usable: list[bool],
+    onsets: list[list[float]],
+    rng: random.Random,
+    k: int,
+    count: int,
+    min_seconds: float,
+    max_seconds: float,
+) -> tuple[int, int, int] | None:
     """(first bar, end bar (exclusive), bpm) of an excerpt of ``usable`` bars in one meter of ``METERS`` whose length
     at the drawn tempo is within the limits and which holds at least MIN_NOTES onsets; the k-th clip of ``count``
     starts in the k-th stretch of the piece, so the clips of a piece differ. None when no tempo drawn finds one."""
@@ -150,22 +168,36 @@ def pick_window(bars: list[Bar], offsets: list[float], usable: list[bool], onset
                 continue
             end = max(end, start + 1)
             # The window [start, end) only grows to the right: every bar in it is usable, in the first bar's meter.
-            while (end < len(bars) and usable[end] and bars[end].meter == bars[start].meter
-                   and offsets[end + 1] - offsets[start] <= longest):
+            while (
+                end < len(bars)
+                and usable[end]
+                and bars[end].meter == bars[start].meter
+                and offsets[end + 1] - offsets[start] <= longest
+            ):
                 end += 1
             beats = offsets[end] - offsets[start]
             notes = sum(bisect.bisect_left(o, offsets[end]) - bisect.bisect_left(o, offsets[start]) for o in onsets)
             if bars[start].meter in METERS and shortest <= beats <= longest and notes >= MIN_NOTES:
                 windows.append((start, end))
         if windows:
-            stretch = windows[k * len(windows) // count:(k + 1) * len(windows) // count] or windows
+            stretch = windows[k * len(windows) // count : (k + 1) * len(windows) // count] or windows
             start, end = rng.choice(stretch)
             return start, end, bpm
     return None
 
 
-def make_clip(piece: Piece, score, k: int, solo: bool, start: int, end: int, bpm: int, bars: list[Bar],
-              offsets: list[float], rng: random.Random) -> Clip:
+def make_clip(
+    piece: Piece,
+    score,
+    k: int,
+    solo: bool,
+    start: int,
+    end: int,
+    bpm: int,
+    bars: list[Bar],
+    offsets: list[float],
+    rng: random.Random,
+) -> Clip:
     from music21 import bar as m21bar
     from music21 import instrument as m21instrument
     from music21 import midi, stream, tempo
@@ -179,8 +211,9 @@ def make_clip(piece: Piece, score, k: int, solo: bool, start: int, end: int, bpm
     # key signatures don't sound, and a transposed one can pass 7 sharps, which a MIDI file can't hold.
     # Repeats are dropped so the excerpt plays straight through, as long as its bars say (music21 would expand them).
     for substream in excerpt.recurse(streamsOnly=True, includeSelf=True):
-        substream.removeByClass(["TempoIndication", "Instrument", "Harmony", "KeySignature", "RepeatExpression",
-                                 "RepeatBracket"])
+        substream.removeByClass(
+            ["TempoIndication", "Instrument", "Harmony", "KeySignature", "RepeatExpression", "RepeatBracket"]
+        )
     for measure in excerpt.recurse().getElementsByClass("Measure"):
         if isinstance(measure.leftBarline, m21bar.Repeat):
             measure.leftBarline = None
@@ -207,11 +240,21 @@ def make_clip(piece: Piece, score, k: int, solo: bool, start: int, end: int, bpm
     beats = offsets[end] - offsets[start]
     kind = "solo" if solo else "ensemble"
     facts = {
-        "track_id": f"{kind}/{piece.style}/{piece.name}-{k}", "kind": kind, "style": piece.style,
-        "meter": bars[start].meter, **midi_facts(data, bpm, {v.program for v in voices}, beats * 60 / bpm),
-        "instrument": voices[0].name if solo else None, "ensemble": ensemble,
-        "transpose": shift, "octave_shift": octaves, "work": piece.work, "source": piece.source,
-        "number": piece.number, "first_bar": start, "bars": end - start, "beats": beats,
+        "track_id": f"{kind}/{piece.style}/{piece.name}-{k}",
+        "kind": kind,
+        "style": piece.style,
+        "meter": bars[start].meter,
+        **midi_facts(data, bpm, {v.program for v in voices}, beats * 60 / bpm),
+        "instrument": voices[0].name if solo else None,
+        "ensemble": ensemble,
+        "transpose": shift,
+        "octave_shift": octaves,
+        "work": piece.work,
+        "source": piece.source,
+        "number": piece.number,
+        "first_bar": start,
+        "bars": end - start,
+        "beats": beats,
     }
     seconds = beats * 60 / bpm + TAIL_S
     facts["seconds"] = round(seconds, 4)
@@ -242,9 +285,12 @@ def midi_facts(data: bytes, bpm: int, programs: set[int], seconds: float) -> dic
         raise UnusableClip("the MIDI file has no notes")
     if max(n.end for i in sounding for n in i.notes) > seconds + 0.01:
         raise UnusableClip("the MIDI file has notes past the excerpt's end")
-    return {"tempo": bpm, "register": round(sum(pitches) / len(pitches), 3),
-            "tags": join_tags([*(BY_PROGRAM[p].family for p in played), tempo_tag(bpm)]),
-            "programs": " ".join(map(str, played))}
+    return {
+        "tempo": bpm,
+        "register": round(sum(pitches) / len(pitches), 3),
+        "tags": join_tags([*(BY_PROGRAM[p].family for p in played), tempo_tag(bpm)]),
+        "programs": " ".join(map(str, played)),
+    }
 
 
 def score_job(args: tuple) -> Outcome:

@@ -46,8 +46,10 @@ def corpus_dir() -> Path:
 
     folder = Path(music21.__file__).parent / "corpus"
     if not (folder / "bach").is_dir():
-        raise FileNotFoundError(f"{folder}: music21's corpus is missing; the demo corpus is built from it "
-                                "(`pip install music21`, which ships it)")
+        raise FileNotFoundError(
+            f"{folder}: music21's corpus is missing; the demo corpus is built from it "
+            "(`pip install music21`, which ships it)"
+        )
     return folder
 
 
@@ -64,8 +66,10 @@ def pieces(style: str, corpus: Path) -> list[Piece]:
         if style == "essen_folksong":
             if path.stem.startswith(ESSEN_LEFT_OUT):
                 continue
-            out += [Piece(style, source, n, f"{style}/{path.stem}-{n}", f"{path.stem}-{n}", file_bytes)
-                    for n in tune_numbers(path)]
+            out += [
+                Piece(style, source, n, f"{style}/{path.stem}-{n}", f"{path.stem}-{n}", file_bytes)
+                for n in tune_numbers(path)
+            ]
         elif style == "classical_quartet":
             if any(source.startswith(prefix) for prefix in NOT_QUARTETS):
                 continue

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-INSTALL_HINT = ("install the FluidSynth library (Debian/Ubuntu: `apt-get install libfluidsynth3`; macOS: "
-                "`brew install fluid-synth`) and its Python binding (`pip install pyfluidsynth`)")
+INSTALL_HINT = (
+    "install the FluidSynth library (Debian/Ubuntu: `apt-get install libfluidsynth3`; macOS: "
+    "`brew install fluid-synth`) and its Python binding (`pip install pyfluidsynth`)"
+)
 SOUNDFONT_NAME = "TimGM6mb.sf2"  # the General MIDI soundfont that ships inside the pretty_midi package
 GAIN = 0.2  # FluidSynth's master gain; low enough that eight loud parts don't clip its 16-bit output
 DRUM_CHANNEL = 9  # General MIDI reserves channel 10 (0-based 9) for percussion, whatever program it is given
@@ -24,12 +26,16 @@ def default_soundfont() -> Path:
     try:
         import pretty_midi
     except ImportError as err:
-        raise SynthUnavailable(f"rendering the demo corpus needs the soundfont inside pretty_midi ({err}); "
-                               "`pip install pretty_midi`, or pass soundfont=<a General MIDI .sf2 file>") from err
+        raise SynthUnavailable(
+            f"rendering the demo corpus needs the soundfont inside pretty_midi ({err}); "
+            "`pip install pretty_midi`, or pass soundfont=<a General MIDI .sf2 file>"
+        ) from err
     path = Path(pretty_midi.__file__).with_name(SOUNDFONT_NAME)
     if not path.is_file():
-        raise SynthUnavailable(f"{path}: the General MIDI soundfont that ships with pretty_midi is missing; "
-                               "reinstall pretty_midi or pass soundfont=<a General MIDI .sf2 file>")
+        raise SynthUnavailable(
+            f"{path}: the General MIDI soundfont that ships with pretty_midi is missing; "
+            "reinstall pretty_midi or pass soundfont=<a General MIDI .sf2 file>"
+        )
     return path
 
 
@@ -38,8 +44,11 @@ def load_fluidsynth():
     try:
         import fluidsynth
     except ImportError as err:  # pyfluidsynth raises ImportError itself when it can't find libfluidsynth
-        what = ("the Python package pyfluidsynth is not installed" if getattr(err, "name", None) == "fluidsynth"
-                else f"the FluidSynth library could not be loaded ({err})")
+        what = (
+            "the Python package pyfluidsynth is not installed"
+            if getattr(err, "name", None) == "fluidsynth"
+            else f"the FluidSynth library could not be loaded ({err})"
+        )
         raise SynthUnavailable(f"rendering the demo corpus needs FluidSynth, but {what}: {INSTALL_HINT}") from err
     return fluidsynth
 
@@ -53,8 +62,9 @@ class Renderer:
         fluidsynth = load_fluidsynth()
         self.sample_rate = sample_rate
         # Reverb and chorus off: their tails would carry from one file into the next.
-        self.synth = fluidsynth.Synth(gain=GAIN, samplerate=float(sample_rate),
-                                      **{"synth.reverb.active": 0, "synth.chorus.active": 0})
+        self.synth = fluidsynth.Synth(
+            gain=GAIN, samplerate=float(sample_rate), **{"synth.reverb.active": 0, "synth.chorus.active": 0}
+        )
         self.font = self.synth.sfload(str(soundfont))
         if self.font == -1:
             self.synth.delete()
