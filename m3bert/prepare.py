@@ -33,8 +33,9 @@ import m3bert.training.schemas  # noqa: F401  (registers the typed schemas befor
 from m3bert.adapters.base import SPLITS, Track
 from m3bert.adapters.splits import random_split
 from m3bert.common.configs import config_dir
+from m3bert.common.devices import resolve_device
 from m3bert.common.files import write_csv, write_json, write_npy
-from m3bert.features import AudioError, audio_info, load_audio
+from m3bert.features import AudioError, audio_info, build_feature_extractor, load_audio
 
 log = logging.getLogger(__name__)
 CLIP_POLICIES = ("first", "middle", "segments", "full")
@@ -243,10 +244,12 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
     ids = Counter(t.track_id for t in tracks)
     if len(ids) < len(tracks):
         raise ValueError(f"duplicate track ids, e.g. {ids.most_common(1)[0][0]!r}: feature files would collide")
-    device = torch.device(
-        "cuda" if cfg.device == "auto" and torch.cuda.is_available() else "cpu" if cfg.device == "auto" else cfg.device
+    device = resolve_device(cfg.device)
+    extractor = (
+        build_feature_extractor(cfg.features.name, cfg.features.sample_rate, hop_length=cfg.features.hop_length)
+        .to(device)
+        .eval()
     )
-    extractor = instantiate(cfg.features).to(device).eval()
     if extractor.feature_dim != cfg.dataset.feature_dim:
         raise ValueError(
             f"features give {extractor.feature_dim} channels but dataset.feature_dim="

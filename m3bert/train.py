@@ -28,7 +28,7 @@ def fit(cfg: DictConfig, run_dir: str | Path) -> dict:
 
 
 def run(cfg: DictConfig, run_dir: str | Path) -> dict:
-    """Run the stage the config selects (``stage``: training by default, probing for ``probe_*`` recipes)."""
+    """Run the stage the config selects (``stage``: training by default, probing for the ``probe`` recipe)."""
     return instantiate(cfg.stage)(cfg, run_dir)
 
 

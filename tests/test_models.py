@@ -45,7 +45,7 @@ def test_too_long_input_names_the_fix():
 
 def test_heads_must_divide_hidden_size():
     with pytest.raises(ValueError, match="num_heads"):
-        M3BERTConfig(hidden_size=10, num_heads=4)
+        M3BERTConfig(input_dim=12, hidden_size=10, num_heads=4)
 
 
 def test_positional_table_is_a_buffer_not_saved():

@@ -126,8 +126,10 @@ def test_segments_policy_cuts_consecutive_clips(tmp_path):
 
 
 def test_feature_dimension_mismatch_is_refused(audio_tree, tmp_path):
+    overrides = ("dataset=folder", f"dataset.root={audio_tree}", f"out={tmp_path}", "features=logmel128")
+    assert prepare_config(*overrides).dataset.feature_dim == 128  # the dataset follows the feature set
     with pytest.raises(ValueError, match="dataset.feature_dim"):
-        prepare(prepare_config("dataset=folder", f"dataset.root={audio_tree}", f"out={tmp_path}", "features=logmel128"))
+        prepare(prepare_config(*overrides, "dataset.feature_dim=324"))
 
 
 def test_named_datasets_read_their_audio_from_the_environment(monkeypatch):

@@ -114,7 +114,8 @@ def test_learnable_signal_is_learned_and_shuffled_labels_are_not(tmp_path, mode)
         summary = run(
             make_config(
                 *TINY,
-                "+experiment=finetune_gtzan",
+                "+experiment=finetune_mtl",
+                "tasks=[gtzan]",
                 f"encoder.mode={mode}",
                 f"tasks.gtzan.root={root}",
                 "dataset.max_frames=32",
@@ -165,7 +166,8 @@ def test_baseline_learns_what_per_file_normalisation_leaves_in_the_frames(tmp_pa
         summary = run(
             make_config(
                 *TINY,
-                "+experiment=finetune_gtzan",
+                "+experiment=finetune_mtl",
+                "tasks=[gtzan]",
                 "encoder.mode=baseline",
                 f"tasks.gtzan.root={root}",
                 f"objective.frame_layer={frame_layer}",
@@ -232,7 +234,8 @@ def test_encoder_input_must_match_the_task_features(two_tasks, pretrained):
 def test_probing_finds_the_signal_in_every_layer_and_caches(tmp_path, pretrained):
     root = write_task_data(tmp_path / "data", "multiclass", "genre", clips=48)
     overrides = [
-        "+experiment=probe_gtzan",
+        "+experiment=probe",
+        "tasks=[gtzan]",
         f"tasks.gtzan.root={root}",
         f"encoder.checkpoint={pretrained}",
         "probe.epochs=30",
@@ -267,7 +270,8 @@ def test_the_papers_comparison_is_one_multirun(tmp_path, pretrained):
             "-m",
             "m3bert.train",
             "-m",
-            "+experiment=finetune_gtzan",
+            "+experiment=finetune_mtl",
+            "tasks=[gtzan]",
             *TINY,
             "encoder.mode=frozen,finetune,scratch,baseline",
             f"encoder.checkpoint={pretrained}",
@@ -286,7 +290,7 @@ def test_the_papers_comparison_is_one_multirun(tmp_path, pretrained):
     assert out.returncode == 0, out.stderr[-3000:]
     modes = {
         p.parent.name.split("encoder.mode=")[1].split(",")[0]: json.loads(p.read_text())
-        for p in (tmp_path / "multirun/finetune_gtzan").glob("*/metrics.json")
+        for p in (tmp_path / "multirun/finetune_mtl").glob("*/metrics.json")
     }
     assert set(modes) == {"frozen", "finetune", "scratch", "baseline"}
     assert all("gtzan/test/accuracy" in m["test"] for m in modes.values())

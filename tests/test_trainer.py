@@ -1,8 +1,10 @@
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -43,8 +45,8 @@ def test_resume_continues_exactly_as_if_never_stopped(tmp_path, monkeypatch):
     crashed = tmp_path / "crashed"
     save = Trainer.save
 
-    def save_then_crash(self):
-        save(self)
+    def save_then_crash(self, name=None):
+        save(self, name)
         if self.step == 10:
             raise KeyboardInterrupt("simulated crash after the step-10 checkpoint")
 
@@ -284,3 +286,73 @@ def test_early_stopping_stops_and_stays_stopped(tmp_path, caplog):
     with caplog.at_level("INFO"):
         again = run(make_config(*overrides), tmp_path)
     assert again["steps"] == summary["steps"] and "stopped early" in caplog.text
+
+
+def torchrun(*overrides: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "m3bert.train",
+        *overrides,
+    ]
+
+
+@pytest.mark.slow
+def test_two_processes_killed_and_resumed_match_an_uninterrupted_run(tmp_path):
+    # Dropout and masking on: each rank's own random streams must be restored for the runs to agree bitwise.
+    common = [
+        "+experiment=smoke",
+        "logger=none",
+        "trainer.progress=false",
+        "trainer.max_steps=30",
+        "trainer.save_every=5",
+        "trainer.keep=10",
+        "trainer.log_every=1",
+        "trainer.image_every=0",
+        "trainer.val_every=100",
+        "trainer.batch_size=4",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    straight = subprocess.run(
+        torchrun(*common, f"hydra.run.dir={tmp_path / 'straight'}"),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert straight.returncode == 0, straight.stderr[-3000:]
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        torchrun(*common, f"hydra.run.dir={killed}"),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 240
+    while not (killed / "checkpoints/step_0000010.pt").exists() and process.poll() is None:
+        assert time.monotonic() < deadline, "the run never reached step 10"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (killed / "metrics.json").exists(), "the run finished before it could be killed"
+    resumed = subprocess.run(
+        torchrun(*common, f"hydra.run.dir={killed}"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resuming from" in resumed.stderr + resumed.stdout
+
+    expected, got = losses(tmp_path / "straight"), losses(killed)
+    assert sorted(got) == sorted(expected) == list(range(1, 31))
+    assert [got[s] for s in range(1, 31)] == [expected[s] for s in range(1, 31)]
+    a = checkpoint.load(tmp_path / "straight/checkpoints/step_0000030.pt")
+    b = checkpoint.load(killed / "checkpoints/step_0000030.pt")
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert len(b["rng"]) == 2 and not torch.equal(b["rng"][0]["torch"], b["rng"][1]["torch"])

@@ -13,9 +13,14 @@ import torch
 from torch import nn
 
 from m3bert.data import Batch
+from m3bert.features.config import M3BERT_BLOCKS, block_columns
 from m3bert.masking import Masker
 from m3bert.models import M3BERTConfig
 from m3bert.objectives import MaskedReconstruction, ReconstructionHead, StepOutput
+
+# The CCM band of the paper's recipe: the spectral blocks of the m3bert324 features.
+SPECTRAL_COLUMNS = block_columns(M3BERT_BLOCKS, ("log_mel", "log_cqt_chroma"), "m3bert324")
+M3BERT_DIM = next(reversed(M3BERT_BLOCKS.values())).stop
 
 # Peak dense bf16 throughput, for model-FLOPs utilisation on GPUs we know.
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
@@ -85,8 +90,8 @@ def native_bf16() -> bool:
 
 def compare_cpu(layers: int = 3, batch: int = 8, frames: int = 512, steps: int = 3, compile: bool = True) -> dict:
     torch.manual_seed(0)
-    cfg = M3BERTConfig(num_layers=layers)
-    masker = Masker(0.15, frames={}, channels={"channel_range": (52, 324)})
+    cfg = M3BERTConfig(input_dim=M3BERT_DIM, num_layers=layers)
+    masker = Masker(0.15, frames={}, channels={"channel_range": SPECTRAL_COLUMNS})
     features = torch.randn(batch, frames, cfg.input_dim)
     lengths = torch.full((batch,), frames)
     clips = Batch(features, lengths, torch.arange(batch))
@@ -147,9 +152,9 @@ def compare_cpu(layers: int = 3, batch: int = 8, frames: int = 512, steps: int =
 def gpu(frames: int = 1292, batch: int = 16, steps: int = 10) -> dict:
     """m3bert_base in bf16 on 30-s clips (1,292 frames): throughput and model-FLOPs utilisation."""
     torch.manual_seed(0)
-    cfg = M3BERTConfig(max_positions=2048)
+    cfg = M3BERTConfig(input_dim=M3BERT_DIM, max_positions=2048)
     device = torch.device("cuda")
-    model = MaskedReconstruction(cfg, Masker(0.15, frames={}, channels={"channel_range": (52, 324)})).to(device)
+    model = MaskedReconstruction(cfg, Masker(0.15, frames={}, channels={"channel_range": SPECTRAL_COLUMNS})).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     features = torch.randn(batch, frames, cfg.input_dim, device=device)
     clips = Batch(features, torch.full((batch,), frames, device=device), torch.arange(batch, device=device))

@@ -51,3 +51,20 @@ def _blocks(sizes: list[tuple[str, int]]) -> OrderedDict[str, slice]:
 # Column layout of the 324-dim feature set; analysis code labels columns with it.
 M3BERT_BLOCKS = _blocks([("chroma", 12), ("mfcc", 20), ("delta_mfcc", 20), ("log_mel", 128), ("log_cqt_chroma", 144)])
 LOGMEL_BLOCKS = _blocks([("log_mel", 128)])
+
+
+def block_columns(blocks: dict, names: list[str] | tuple[str, ...], where: str = "features") -> tuple[int, int]:
+    """The contiguous column range ``[start, stop)`` covering the named blocks that ``blocks`` (name -> slice or
+    [start, stop)) has; blocks it lacks are skipped (channel masking of a log-mel-only feature set masks log-mel)."""
+    spans = [
+        (int(b.start), int(b.stop)) if isinstance(b, slice) else (int(b[0]), int(b[1]))
+        for name, b in blocks.items()
+        if name in names
+    ]
+    if not spans:
+        raise ValueError(f"{where} has none of the blocks {list(names)} (it has {list(blocks)}); name blocks it has")
+    spans.sort()
+    for (_, stop), (start, _) in zip(spans, spans[1:]):
+        if start != stop:
+            raise ValueError(f"blocks {list(names)} of {where} are not contiguous; a channel band must be one range")
+    return spans[0][0], spans[-1][1]

@@ -33,7 +33,7 @@ class FrameMasking:
 
 @dataclass
 class ChannelMasking:
-    channel_range: tuple[int, int] = (52, 324)  # log-mel and CQT-chroma blocks of the 324-dim features
+    channel_range: tuple[int, int]  # [start, stop) columns a band may cover (conf: ${feature_columns:...})
     min_width: int = 8
     max_width: int = 32
 
@@ -43,7 +43,7 @@ class PatchMasking:
     ratio: float = 0.15
     patch_frames: int = 8
     patch_channels: int = 16
-    channel_range: tuple[int, int] = (0, 324)
+    channel_range: tuple[int, int] | None = None  # [start, stop) columns; None: all of them
 
 
 class Masker:
@@ -96,7 +96,7 @@ class Masker:
                 p.ratio,
                 p.patch_frames,
                 p.patch_channels,
-                p.channel_range,
+                p.channel_range or (0, channels),
                 self.probs,
                 generator,
             )
@@ -121,4 +121,4 @@ class Masker:
 
 def _tuples(cfg: Mapping) -> dict:
     # YAML gives lists; the dataclasses document ranges as tuples.
-    return {k: tuple(v) if k == "channel_range" else v for k, v in dict(cfg).items()}
+    return {k: tuple(v) if k == "channel_range" and v is not None else v for k, v in dict(cfg).items()}

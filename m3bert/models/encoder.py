@@ -18,9 +18,10 @@ from torch import nn
 
 @dataclass
 class M3BERTConfig:
-    """Architecture of the encoder. Defaults are the paper's base model on the 324-dim M3BERT features."""
+    """Architecture of the encoder. Defaults are the paper's base model; ``input_dim`` comes from the feature set
+    (``features.dim`` in the configs)."""
 
-    input_dim: int = 324  # feature channels per frame
+    input_dim: int  # feature channels per frame
     hidden_size: int = 768
     num_layers: int = 12
     num_heads: int = 12

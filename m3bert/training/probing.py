@@ -1,5 +1,5 @@
 """Probing harness (MARBLE's protocol): how much of a task each layer of a frozen encoder linearly (or with a small
-MLP) exposes. ``python -m m3bert.train +experiment=probe_<task> encoder.checkpoint=<pre-training run>``.
+MLP) exposes. ``python -m m3bert.train +experiment=probe encoder.checkpoint=<pre-training run> tasks=[gtzan]``.
 
 Clip representations are computed once per clip and layer (mean over valid frames) and cached in the run folder, so
 a sweep over every layer, the learned weighted sum of layers, and a grid of learning rates trains only small heads.

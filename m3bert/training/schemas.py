@@ -7,11 +7,12 @@ is composed, so ``trainer.max_steps=abc`` or a misspelt key fails before anythin
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import OmegaConf
+from omegaconf import ListConfig, OmegaConf
 
+from m3bert.features.config import block_columns
 from m3bert.models.encoder import M3BERTConfig
 
 
@@ -38,6 +39,28 @@ class TrainerConfig:
 
 
 @dataclass
+class FeatureSetConfig:
+    name: str = "m3bert324"  # a registered feature set (m3bert.features.FEATURE_SETS)
+    sample_rate: int = 44100  # Hz
+    hop_length: int = 1024  # samples per frame
+    dim: int = 324  # channels per frame
+    blocks: dict[str, list[int]] = field(default_factory=dict)  # name -> [start, stop) columns
+
+
+@dataclass
+class ProbeConfig:
+    learning_rates: list[float] = field(default_factory=lambda: [1e-4, 1e-3, 1e-2])  # grid, chosen on validation
+    head: str = "mlp"  # mlp | linear
+    head_hidden: int = 512
+    head_dropout: float = 0.2
+    weight_decay: float = 0.0
+    epochs: int = 100
+    patience: int = 15  # epochs without a better validation metric before a probe stops
+    batch_size: int = 64
+    progress: bool = True
+
+
+@dataclass
 class PathsConfig:
     data_dir: str = "data"  # prepared features (manifests + .npy), one folder per dataset
     audio_dir: str = "audio"  # datasets' audio as distributed, one folder per dataset
@@ -54,13 +77,23 @@ def run_folder_name(overrides: str) -> str:
     return name
 
 
+def feature_columns(*names: str, _root_) -> ListConfig:
+    """``${feature_columns:log_mel,log_cqt_chroma}``: the [start, stop) columns of those blocks of ``features``."""
+    # A ListConfig, not a list: OmegaConf's in-place resolution (Hydra's instantiate) can't put a list into a node.
+    return ListConfig(list(block_columns(dict(_root_.features.blocks), names, f"features={_root_.features.name}")))
+
+
 def register() -> None:
     if not OmegaConf.has_resolver("run_folder"):
         OmegaConf.register_new_resolver("run_folder", run_folder_name)
+    if not OmegaConf.has_resolver("feature_columns"):
+        OmegaConf.register_new_resolver("feature_columns", feature_columns)
     store = ConfigStore.instance()
     store.store(group="trainer", name="trainer_schema", node=TrainerConfig)
     store.store(group="model", name="model_schema", node=M3BERTConfig)
     store.store(group="paths", name="paths_schema", node=PathsConfig)
+    store.store(group="features", name="features_schema", node=FeatureSetConfig)
+    store.store(group="probe", name="probe_schema", node=ProbeConfig)
 
 
 register()
