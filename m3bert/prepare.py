@@ -1,4 +1,4 @@
-"""Feature extraction runs: ``python -m m3bert.prepare dataset=NAME [out=FOLDER]``.
+"""Preparing a dataset, audio to feature files and manifests: ``python -m m3bert.prepare dataset=NAME``.
 
 Reads a dataset through its adapter (``dataset.source``), decodes audio in worker processes, computes features in
 batches (on the GPU when there is one) and writes
@@ -163,7 +163,7 @@ def manifest_row(clip: Excerpt, frames: int, split: str) -> dict[str, Any]:
     }
 
 
-def extract(
+def write_features(
     clips: list[Excerpt],
     splits: dict[str, str],
     extractor: torch.nn.Module,
@@ -261,7 +261,7 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
 
     clips, failures = plan_clips(tracks, cfg.clip.policy, cfg.clip.seconds, cfg.clip.min_seconds)
     splits = assign_splits(tracks, list(cfg.split.fractions), cfg.split.seed)
-    outcome = extract(
+    outcome = write_features(
         clips,
         splits,
         extractor,

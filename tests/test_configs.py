@@ -35,7 +35,7 @@ def test_every_experiment_composes_and_runs(experiment, tmp_path, pretrained):
             f"encoder.checkpoint={pretrained}",
         ]
         cfg = make_config(f"+experiment={experiment}", *overrides)
-    assert cfg.name  # every recipe names its runs
+    assert cfg.name == experiment  # its runs land in experiments/<recipe>/, named after the file
     if cfg.stage._target_ == "m3bert.training.probing.run":
         cfg = make_config(
             f"+experiment={experiment}",
