@@ -14,6 +14,23 @@ from m3bert.train import run
 from m3bert.training import checkpoint
 
 
+def finetune_gtzan(tmp_path, checkpoint, *extra: str) -> list[str]:
+    """Two steps of one-task fine-tuning on generated genre data."""
+    root = write_task_data(tmp_path / "data", "multiclass", "genre", clips=12)
+    return [
+        *TINY,
+        "+experiment=finetune_mtl",
+        "tasks=[gtzan]",
+        f"tasks.gtzan.root={root}",
+        f"encoder.checkpoint={checkpoint}",
+        "trainer.max_steps=2",
+        "trainer.val_every=2",
+        "trainer.batch_size=4",
+        "dataset.max_frames=32",
+        *extra,
+    ]
+
+
 class MeanRegression(Objective):
     """The smallest objective: predict each clip's mean feature value from its first frame."""
 
@@ -54,20 +71,7 @@ def test_something_that_is_not_an_objective_is_refused(tmp_path):
 
 
 def test_multitask_training_logs_each_task_loss(tmp_path, pretrained):
-    root = write_task_data(tmp_path / "data", "multiclass", "genre", clips=12)
-    overrides = [
-        *TINY,
-        "+experiment=finetune_mtl",
-        "tasks=[gtzan]",
-        f"tasks.gtzan.root={root}",
-        f"encoder.checkpoint={pretrained}",
-        "trainer.max_steps=2",
-        "trainer.log_every=1",
-        "trainer.val_every=2",
-        "trainer.batch_size=4",
-        "dataset.max_frames=32",
-    ]
-    run(make_config(*overrides), tmp_path / "run")
+    run(make_config(*finetune_gtzan(tmp_path, pretrained, "trainer.log_every=1")), tmp_path / "run")
     rows = [json.loads(line) for line in (tmp_path / "run/log.jsonl").read_text().splitlines()]
     assert all(r["gtzan/train/loss"] > 0 for r in rows if "train/loss" in r)
 
@@ -98,17 +102,5 @@ def test_channel_masking_of_the_paper_features_covers_the_spectral_blocks():
 
 def test_an_exported_model_folder_fine_tunes(tmp_path, pretrained):
     export(pretrained, tmp_path / "model")
-    root = write_task_data(tmp_path / "data", "multiclass", "genre", clips=12)
-    overrides = [
-        *TINY,
-        "+experiment=finetune_mtl",
-        "tasks=[gtzan]",
-        f"tasks.gtzan.root={root}",
-        f"encoder.checkpoint={tmp_path / 'model'}",
-        "trainer.max_steps=2",
-        "trainer.val_every=2",
-        "trainer.batch_size=4",
-        "dataset.max_frames=32",
-    ]
-    summary = run(make_config(*overrides), tmp_path / "run")
+    summary = run(make_config(*finetune_gtzan(tmp_path, tmp_path / "model")), tmp_path / "run")
     assert 0 <= summary["test"]["gtzan/test/accuracy"] <= 1

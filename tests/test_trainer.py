@@ -174,6 +174,19 @@ def cli(*args, env=None, timeout=300):
     )
 
 
+def torchrun(*overrides: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "m3bert.train",
+        *overrides,
+    ]
+
+
 def test_sweep_writes_one_run_per_value(tmp_path):
     out = cli(
         "m3bert.train",
@@ -224,18 +237,7 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path):
     single = cli("m3bert.train", *common, "trainer.batch_size=8", f"hydra.run.dir={tmp_path / 'one'}")
     assert single.returncode == 0, single.stderr[-3000:]
     double = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node=2",
-            "-m",
-            "m3bert.train",
-            *common,
-            "trainer.batch_size=4",
-            f"hydra.run.dir={tmp_path / 'two'}",
-        ],
+        torchrun(*common, "trainer.batch_size=4", f"hydra.run.dir={tmp_path / 'two'}"),
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -286,19 +288,6 @@ def test_early_stopping_stops_and_stays_stopped(tmp_path, caplog):
     with caplog.at_level("INFO"):
         again = run(make_config(*overrides), tmp_path)
     assert again["steps"] == summary["steps"] and "stopped early" in caplog.text
-
-
-def torchrun(*overrides: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-        "m3bert.train",
-        *overrides,
-    ]
 
 
 @pytest.mark.slow
