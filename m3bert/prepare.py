@@ -6,7 +6,9 @@ batches (on the GPU when there is one) and writes
 - ``<out>/features/<track id>[.segNNN].npy``: ``(frames, feature_dim)`` float32, written atomically;
 - ``<out>/manifest.csv`` (every clip) and ``train.csv`` / ``valid.csv`` / ``test.csv`` (one per split);
 - ``<out>/failures.csv``: files that were too short, silent, unreadable or gave non-finite features, with the reason;
-- ``<out>/summary.json``: counts, audio hours, failures by reason, wall time.
+- ``<out>/summary.json``: counts, audio hours, failures by reason, wall time;
+- ``<out>/validated.json``: that every manifest's files passed the checks of :mod:`m3bert.data.validation`, so
+  training trusts them without opening each file at start-up.
 
 A rerun skips clips whose feature file is already there with the right shape, so an interrupted run resumes.
 """
@@ -33,7 +35,8 @@ import m3bert.training.schemas  # noqa: F401  (registers the typed schemas befor
 from m3bert.adapters.base import SPLITS, Track
 from m3bert.adapters.splits import random_split
 from m3bert.common.configs import config_dir
-from m3bert.common.files import write_csv, write_json, write_npy
+from m3bert.common.files import write_bytes, write_csv, write_json, write_npy
+from m3bert.data.validation import check_finite, check_shape, manifest_key, record_validated
 from m3bert.features import AudioError, audio_info, load_audio
 
 log = logging.getLogger(__name__)
@@ -137,12 +140,15 @@ class ClipAudio(Dataset):
 
 
 def existing_frames(path: Path, feature_dim: int) -> int | None:
-    """Frames of a feature file from an earlier run, if it is complete and of the right shape."""
+    """Frames of a feature file from an earlier run, if it passes every check of :mod:`m3bert.data.validation`
+    (so the manifests written from it can be recorded as validated); None to extract it again."""
     try:
         array = np.load(path, mmap_mode="r")
-    except (OSError, ValueError, EOFError):
+        check_shape(array, str(path), feature_dim, array.shape[0] if array.ndim else 0, None)
+        check_finite(array, str(path))
+    except (OSError, ValueError, EOFError):  # ManifestError is a ValueError
         return None
-    return array.shape[0] if array.ndim == 2 and array.shape[1] == feature_dim and array.shape[0] > 0 else None
+    return array.shape[0]
 
 
 def save_features(path: Path, features: np.ndarray) -> None:
@@ -211,6 +217,9 @@ def extract(
                 if not np.isfinite(values).all():  # never saved: it would poison every batch it lands in
                     outcome.failures.append(failure(d.clip.track, "features contain NaN or inf"))
                     continue
+                if len(values) == 0:
+                    outcome.failures.append(failure(d.clip.track, "no frames"))
+                    continue
                 save_features(out / d.clip.name, values)
                 seconds = len(d.audio) / extractor.sample_rate
                 outcome.seconds += seconds
@@ -229,6 +238,15 @@ def extract(
 def write_table(rows: list[dict], path: Path, columns: list[str] | None = None) -> None:
     table = pd.DataFrame(rows, columns=columns)
     write_csv(table, path)
+
+
+def write_manifest(rows: list[dict], path: Path, columns: list[str], feature_dim: int) -> None:
+    """A manifest of clips whose files this run checked (shape, frames, finite values), recorded as validated so
+    that training opens none of them at start-up."""
+    content = pd.DataFrame(rows, columns=columns).to_csv(index=False).encode()
+    write_bytes(content, path)
+    if rows:
+        record_validated(path.parent, path.name, manifest_key(content, feature_dim), len(rows), by="prepare")
 
 
 def prepare(cfg: DictConfig) -> dict[str, Any]:
@@ -273,9 +291,9 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
 
     rows = sorted(outcome.rows, key=lambda r: r["file_path"])
     columns = list(dict.fromkeys(key for row in rows for key in row))  # a label only some clips carry included
-    write_table(rows, out / "manifest.csv", columns)
+    write_manifest(rows, out / "manifest.csv", columns, extractor.feature_dim)
     for split in SPLITS:
-        write_table([r for r in rows if r["split"] == split], out / f"{split}.csv", columns)
+        write_manifest([r for r in rows if r["split"] == split], out / f"{split}.csv", columns, extractor.feature_dim)
     write_table(failures, out / "failures.csv", columns=["track_id", "audio", "reason"])
     reasons = Counter(f["reason"].split(":")[0] for f in failures)
     summary = {

@@ -10,6 +10,7 @@ import soundfile as sf
 from conftest import CONF, ROOT, TINY, make_config
 from hydra import compose, initialize_config_dir
 
+from m3bert.data.validation import is_validated, manifest_key
 from m3bert.prepare import prepare
 from m3bert.train import run
 
@@ -71,6 +72,9 @@ def test_folder_to_features_manifests_and_failures(audio_tree, tmp_path):
     assert {"too short", "silent"} < set(saved["failures_by_reason"])
     assert saved["audio_hours"] == pytest.approx(10 * 3 / 3600, rel=0.01)
     assert not list(out.rglob("*.tmp"))
+    # Every manifest is recorded as validated, so training opens no feature file at start-up.
+    for name in ("manifest.csv", "train.csv", "valid.csv"):
+        assert is_validated(out, name, manifest_key((out / name).read_bytes(), 324))
 
     # A rerun reuses every feature file and rewrites the same manifest.
     mtimes = {p: p.stat().st_mtime_ns for p in (out / "features").rglob("*.npy")}
@@ -102,10 +106,14 @@ def test_a_damaged_feature_file_is_extracted_again(audio_tree, tmp_path):
     out = tmp_path / "out"
     args = ("dataset=folder", f"dataset.root={audio_tree}", f"out={out}", "limit=5")  # 3 good files among the first 5
     prepare(prepare_config(*args))
-    victim = sorted((out / "features").rglob("*.npy"))[0]
+    victim, poisoned = sorted((out / "features").rglob("*.npy"))[:2]
     victim.write_bytes(b"half a file")
+    values = np.load(poisoned)
+    values[1, 1] = np.nan
+    np.save(poisoned, values)
     summary = prepare(prepare_config(*args))
-    assert summary["clips"] == 3 and summary["reused"] == 2 and np.load(victim).shape[1] == 324
+    assert summary["clips"] == 3 and summary["reused"] == 1 and np.load(victim).shape[1] == 324
+    assert np.isfinite(np.load(poisoned)).all()
 
 
 def test_segments_policy_cuts_consecutive_clips(tmp_path):
