@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from m3bert.common.devices import native_bf16
 from m3bert.common.files import write_json
 
 
@@ -29,7 +30,9 @@ def _extract(cuda: bool) -> dict:
     from m3bert.bench import embeddings as extract
 
     gpu = {"cuda": extract.run("cuda"), "cuda_bf16": extract.run("cuda", dtype="bfloat16")} if cuda else {}
-    return {"cpu": extract.run("cpu"), **gpu}
+    # bf16 on the CPU only where it is native (what extract's dtype=auto picks); emulated it is slower than fp32.
+    cpu_bf16 = {"cpu_bf16": extract.run("cpu", dtype="bfloat16")} if native_bf16("cpu") else {}
+    return {"cpu": extract.run("cpu"), **cpu_bf16, **gpu}
 
 
 # name -> benchmark(cuda available) -> results by device; each writes bench-results/<name>.json
