@@ -113,8 +113,8 @@ def test_validation_is_stored_and_trusted_until_the_manifest_changes(tmp_path, m
     assert record["manifests"]["train.csv"]["clips"] == 3 and record["manifests"]["train.csv"]["nan_scan"]
 
     opened = []
-    real_open = manifest_module.open_features
-    monkeypatch.setattr(manifest_module, "open_features", lambda *a: opened.append(a) or real_open(*a))
+    real_open = manifest_module.read_header
+    monkeypatch.setattr(manifest_module, "read_header", lambda *a: opened.append(a) or real_open(*a))
     data = ManifestDataset(str(manifest), feature_dim=8)  # trusted: start-up opens no feature file
     assert opened == []
     data[0]

@@ -22,11 +22,13 @@ from torch.utils.data import Dataset
 
 from m3bert.data.validation import (
     RECORD,
+    Header,
     ManifestError,
     check_shape,
     is_validated,
     manifest_key,
-    open_features,
+    read_frames,
+    read_header,
     record_validated,
     validate_rows,
 )
@@ -64,9 +66,11 @@ def collate(clips: list[Clip]) -> Batch:
     """Pad clips to the longest and stack their labels; a label missing from a clip is zero-filled and marked
     absent in ``present`` (clips of several datasets, each labelled for its own task, share batches)."""
     lengths = torch.tensor([c.features.shape[0] for c in clips])
-    features = torch.zeros(len(clips), int(lengths.max()), clips[0].features.shape[1])
+    # empty, not zeros: clips are mostly full-length crops, and zeroing a batch first costs as much as filling it.
+    features = torch.empty(len(clips), int(lengths.max()), clips[0].features.shape[1])
     for row, clip in enumerate(clips):
         features[row, : clip.features.shape[0]] = clip.features
+        features[row, clip.features.shape[0] :] = 0
     labels, present = {}, {}
     for key in dict.fromkeys(k for c in clips for k in c.labels):
         example = next(c.labels[key] for c in clips if key in c.labels)
@@ -94,8 +98,8 @@ class ClipDataset(Dataset):
 
 
 class ManifestDataset(ClipDataset):
-    """Clips listed in a manifest csv, memory-mapped and cropped to at most ``max_frames`` frames (float32 out,
-    whether the files hold float32 or float16).
+    """Clips listed in a manifest csv, cropped to at most ``max_frames`` frames (float32 out, whether the files
+    hold float32 or float16); a read fetches only the crop's bytes.
 
     Items are indexed by row, or by ``(row, seed, epoch)`` from :class:`m3bert.data.sampler.EpochSampler` so that
     random crops are reproducible. A manifest with an ``offset`` column is *packed*: ``file_path`` names a shard
@@ -127,7 +131,7 @@ class ManifestDataset(ClipDataset):
         self.files = self.table["file_path"].to_numpy(dtype=str)
         self._lengths = self.table["length"].to_numpy(dtype=np.int64)
         self.offsets = self.table["offset"].to_numpy(dtype=np.int64) if "offset" in self.table else None
-        self._maps: dict[str, np.ndarray] = {}  # shard path -> memory map, per process (packed layout only)
+        self._headers: dict[str, Header] = {}  # shard path -> header, per process (packed layout only)
         if check_files:
             self.validate(content)
 
@@ -157,32 +161,35 @@ class ManifestDataset(ClipDataset):
     def _where(self, row: int) -> str:
         return f"{self.path(row)} (row {row + 2} of {self.manifest})"  # +2: header line and 1-based numbering
 
-    def _open(self, row: int) -> np.ndarray:
-        """Memory-map row's file and check it against the row; returns the row's frames ``(length, feature_dim)``
-        (still memory-mapped, in the file's dtype)."""
+    def _header(self, row: int) -> tuple[Header, int]:
+        """Row's file header, checked against the row, and the row's first frame in that file."""
         path = self.path(row)
         offset = None if self.offsets is None else int(self.offsets[row])
-        array = self._maps.get(path) if offset is not None else None
-        if array is None:
-            array = open_features(path, self._where(row))
+        header = self._headers.get(path) if offset is not None else None
+        if header is None:
+            header = read_header(path, self._where(row))
             if offset is not None:
-                self._maps[path] = array  # a shard serves many rows: map it once per process
-        length = int(self._lengths[row])
-        check_shape(array, self._where(row), self.feature_dim, length, offset)
-        return array if offset is None else array[offset : offset + length]
+                self._headers[path] = header  # a shard serves many rows: its header is read once per process
+        check_shape(header, self._where(row), self.feature_dim, int(self._lengths[row]), offset)
+        return header, offset or 0
 
     def __getitem__(self, key: int | tuple[int, int, int]) -> Clip:
         row, *seed = key if isinstance(key, tuple) else (key,)
-        array = self._open(row)
-        start = crop_start(array.shape[0], self.max_frames, self.crop, (*seed, row))
-        stop = array.shape[0] if self.max_frames is None else start + self.max_frames
-        clip = np.array(array[start:stop], dtype=np.float32)  # a copy: the memory map is read-only
+        header, first = self._header(row)
+        length = int(self._lengths[row])
+        start = crop_start(length, self.max_frames, self.crop, (*seed, row))
+        count = length - start if self.max_frames is None else min(self.max_frames, length - start)
+        # Only the crop's bytes are read, straight into a fresh array: no memory map (whose page faults cost more
+        # than the read) and no second copy.
+        clip = read_frames(self.path(row), header, first + start, count, self._where(row)).astype(
+            np.float32, copy=False
+        )
         if not np.isfinite(clip).all():
             raise ManifestError(f"{self._where(row)}: features contain NaN or inf; re-extract this file")
         return Clip(torch.from_numpy(clip), row)
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_maps": {}}  # memory maps are reopened in each worker
+        return {**self.__dict__, "_headers": {}}  # each worker reads its own
 
 
 def read_bytes(path: Path) -> bytes:

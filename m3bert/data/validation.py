@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -41,6 +42,47 @@ def manifest_key(content: bytes, feature_dim: int) -> str:
     return hashlib.sha256(content + f"\nfeature_dim={feature_dim}".encode()).hexdigest()
 
 
+class Header(NamedTuple):
+    """What a ``.npy`` header says: enough to check a file against its row and read any frames of it."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    fortran_order: bool
+    data_offset: int  # bytes before the first value
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+
+def read_header(path: str, where: str) -> Header:
+    """A feature file's header (one small read; no memory map, whose page faults cost more than the read)."""
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran_order, dtype = read(handle)
+            return Header(shape, dtype, fortran_order, handle.tell())
+    except FileNotFoundError as err:
+        raise ManifestError(f"{where}: feature file is missing") from err
+    except (ValueError, OSError, EOFError) as err:
+        raise ManifestError(f"{where}: not a readable .npy file ({err})") from err
+
+
+def read_frames(path: str, header: Header, first: int, count: int, where: str) -> np.ndarray:
+    """Frames ``first:first + count`` of a checked 2-d feature file, ``(count, feature_dim)`` in its dtype: one
+    positioned read of just those bytes."""
+    if header.fortran_order:  # column-major (np.save of a transposed array): the frames are not contiguous
+        return np.array(open_features(path, where)[first : first + count])
+    out = np.empty((count, header.shape[1]), header.dtype)
+    row_bytes = header.shape[1] * header.dtype.itemsize
+    with open(path, "rb", buffering=0) as handle:
+        got = os.preadv(handle.fileno(), [memoryview(out).cast("B")], header.data_offset + first * row_bytes)
+    if got != out.nbytes:
+        raise ManifestError(f"{where}: the file is truncated (its header promises {header.shape[0]} frames)")
+    return out
+
+
 def open_features(path: str, where: str) -> np.ndarray:
     """Memory-map a feature file (reads its header only)."""
     if not os.path.isfile(path):
@@ -51,7 +93,7 @@ def open_features(path: str, where: str) -> np.ndarray:
         raise ManifestError(f"{where}: not a readable .npy file ({err})") from err
 
 
-def check_shape(array: np.ndarray, where: str, feature_dim: int, length: int, offset: int | None) -> None:
+def check_shape(array: np.ndarray | Header, where: str, feature_dim: int, length: int, offset: int | None) -> None:
     """Raise :class:`ManifestError` unless ``array`` holds the row's ``length`` frames of ``feature_dim`` floats.
 
     ``offset`` None: the file is the clip and must have exactly ``length`` frames; else the clip is frames
