@@ -3,7 +3,8 @@
 Reads a dataset through its adapter (``dataset.source``), decodes audio in worker processes, computes features in
 batches (on the GPU when there is one) and writes
 
-- ``<out>/features/<track id>[.segNNN].npy``: ``(frames, feature_dim)`` float32, written atomically;
+- ``<out>/features/<track id>[.segNNN].npy``: ``(frames, feature_dim)`` float32 (or float16 with
+  ``dtype=float16``: half the disk and reads, at most 2^-11 relative error), written atomically;
 - ``<out>/manifest.csv`` (every clip) and ``train.csv`` / ``valid.csv`` / ``test.csv`` (one per split);
 - ``<out>/failures.csv``: files that were too short, silent, unreadable or gave non-finite features, with the reason;
 - ``<out>/summary.json``: counts, audio hours, failures by reason, wall time;
@@ -139,16 +140,17 @@ class ClipAudio(Dataset):
         return Decoded(clip, audio=audio)
 
 
-def existing_frames(path: Path, feature_dim: int) -> int | None:
-    """Frames of a feature file from an earlier run, if it passes every check of :mod:`m3bert.data.validation`
-    (so the manifests written from it can be recorded as validated); None to extract it again."""
+def existing_frames(path: Path, feature_dim: int, dtype: np.dtype) -> int | None:
+    """Frames of a feature file from an earlier run, if it is stored in ``dtype`` and passes every check of
+    :mod:`m3bert.data.validation` (so the manifests written from it can be recorded as validated); None to
+    extract it again."""
     try:
         array = np.load(path, mmap_mode="r")
         check_shape(array, str(path), feature_dim, array.shape[0] if array.ndim else 0, None)
         check_finite(array, str(path))
     except (OSError, ValueError, EOFError):  # ManifestError is a ValueError
         return None
-    return array.shape[0]
+    return array.shape[0] if array.dtype == dtype else None
 
 
 def save_features(path: Path, features: np.ndarray) -> None:
@@ -179,13 +181,14 @@ def extract(
     silence_threshold: float,
     device: torch.device,
     progress: bool,
+    dtype: np.dtype = np.dtype(np.float32),
 ) -> Outcome:
     from tqdm import tqdm
 
     outcome = Outcome()
     todo = []
     for clip in clips:
-        frames = existing_frames(out / clip.name, extractor.feature_dim)
+        frames = existing_frames(out / clip.name, extractor.feature_dim, dtype)
         if frames is None:
             todo.append(clip)
         else:
@@ -220,6 +223,10 @@ def extract(
                 if len(values) == 0:
                     outcome.failures.append(failure(d.clip.track, "no frames"))
                     continue
+                values = values.astype(dtype, copy=False)
+                if not np.isfinite(values).all():
+                    outcome.failures.append(failure(d.clip.track, f"features overflow {dtype}; use dtype=float32"))
+                    continue
                 save_features(out / d.clip.name, values)
                 seconds = len(d.audio) / extractor.sample_rate
                 outcome.seconds += seconds
@@ -249,10 +256,17 @@ def write_manifest(rows: list[dict], path: Path, columns: list[str], feature_dim
         record_validated(path.parent, path.name, manifest_key(content, feature_dim), len(rows), by="prepare")
 
 
+def feature_dtype(name: str) -> np.dtype:
+    if name not in ("float32", "float16"):
+        raise ValueError(f"dtype must be float32 or float16, got {name!r}")
+    return np.dtype(name)
+
+
 def prepare(cfg: DictConfig) -> dict[str, Any]:
     """Run the extraction that ``cfg`` describes; returns the summary also written to ``<out>/summary.json``."""
     started = time.perf_counter()
     out = Path(cfg.out)
+    feature_dtype(cfg.dtype)  # a bad value fails before any decoding
     tracks: list[Track] = list(instantiate(cfg.dataset.source))
     if cfg.limit:
         tracks = tracks[: cfg.limit]
@@ -284,6 +298,7 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
         workers=cfg.workers,
         batch_size=cfg.batch_size,
         silence_threshold=cfg.silence_threshold,
+        dtype=feature_dtype(cfg.dtype),
         device=device,
         progress=cfg.progress,
     )
@@ -310,6 +325,7 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
         "extracted_audio_hours": outcome.seconds / 3600,
         "wall_time_s": time.perf_counter() - started,
         "clip_policy": cfg.clip.policy,
+        "dtype": cfg.dtype,
         "device": str(device),
     }
     write_json(summary, out / "summary.json")

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+import torch
 from conftest import CONF, ROOT, TINY, make_config
 from hydra import compose, initialize_config_dir
 
@@ -167,3 +168,27 @@ def test_command_line(audio_tree, tmp_path):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "10 clips" in out.stderr + out.stdout and (tmp_path / "out/summary.json").exists()
+
+
+def test_float16_storage_halves_the_files_within_float16_rounding(audio_tree, tmp_path):
+    args = ("dataset=folder", f"dataset.root={audio_tree}", "limit=4")
+    prepare(prepare_config(*args, f"out={tmp_path / 'f32'}"))
+    summary = prepare(prepare_config(*args, f"out={tmp_path / 'f16'}", "dtype=float16"))
+    assert summary["dtype"] == "float16"
+    name = pd.read_csv(tmp_path / "f32/manifest.csv")["file_path"][0]
+    full, half = np.load(tmp_path / "f32" / name), np.load(tmp_path / "f16" / name)
+    assert half.dtype == np.float16 and half.shape == full.shape
+    assert (tmp_path / "f16" / name).stat().st_size < 0.51 * (tmp_path / "f32" / name).stat().st_size
+    # After CMVN the features are about unit scale: float16's 11-bit significand gives a relative error of at
+    # most 2^-11, which is well under 0.01 in absolute terms for these clips.
+    error = np.abs(half.astype(np.float32) - full)
+    assert (error <= 2.0**-11 * np.abs(full) + 1e-7).all() and error.max() < 0.01
+    # Read through the dataset interface, crops come out float32 and equal the float16 values.
+    from m3bert.data import ManifestDataset
+
+    clip = ManifestDataset(str(tmp_path / "f16/manifest.csv"), 324, crop="start")[0].features
+    assert clip.dtype == torch.float32 and torch.equal(clip, torch.from_numpy(half.astype(np.float32)))
+    # A rerun with the other dtype extracts again rather than reusing files of the wrong dtype.
+    assert prepare(prepare_config(*args, f"out={tmp_path / 'f16'}"))["reused"] == 0
+    with pytest.raises(ValueError, match="dtype must be float32 or float16"):
+        prepare(prepare_config(*args, f"out={tmp_path / 'f16'}", "dtype=int8"))
