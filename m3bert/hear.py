@@ -60,7 +60,11 @@ class HearModel(nn.Module):
 
 
 def load_model(
-    model_file_path: str = "", layer: str | int = "mean", window_frames: int | None = None, batch_size: int = 16
+    model_file_path: str = "",
+    layer: str | int = "mean",
+    window_frames: int | None = None,
+    batch_size: int = 16,
+    dtype: str = "auto",
 ) -> HearModel:
     """Load a model for HEAR.
 
@@ -68,7 +72,8 @@ def load_model(
         model_file_path: exported model folder or pre-training run folder; empty reads ``$M3BERT_HEAR_MODEL``
             (m3bert ships no default weights).
         layer: ``mean`` (default), ``last``, ``concat`` or a hidden-state index (0 = embedding output).
-        window_frames / batch_size: see :class:`m3bert.inference.representations.Representations`.
+        window_frames / batch_size / dtype: see :class:`m3bert.inference.representations.Representations`
+            (``auto``: bf16 where this CPU computes it natively, cosine >= 0.999 to fp32's embeddings).
     """
     path = model_file_path or os.environ.get(MODEL_ENV, "")
     if not path:
@@ -78,7 +83,7 @@ def load_model(
         )
     # Every hidden state is kept so that `layer` can pick, average or concatenate them.
     rep = Representations.from_pretrained(
-        path, layers="all", window_frames=window_frames, batch_size=batch_size, device="cpu"
+        path, layers="all", window_frames=window_frames, batch_size=batch_size, device="cpu", dtype=dtype
     )
     return HearModel(rep, layer)
 

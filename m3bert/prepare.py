@@ -3,10 +3,13 @@
 Reads a dataset through its adapter (``dataset.source``), decodes audio in worker processes, computes features in
 batches (on the GPU when there is one) and writes
 
-- ``<out>/features/<track id>[.segNNN].npy``: ``(frames, feature_dim)`` float32, written atomically;
+- ``<out>/features/<track id>[.segNNN].npy``: ``(frames, feature_dim)`` float32 (or float16 with
+  ``dtype=float16``: half the disk and reads, at most 2^-11 relative error), written atomically;
 - ``<out>/manifest.csv`` (every clip) and ``train.csv`` / ``valid.csv`` / ``test.csv`` (one per split);
 - ``<out>/failures.csv``: files that were too short, silent, unreadable or gave non-finite features, with the reason;
-- ``<out>/summary.json``: counts, audio hours, failures by reason, wall time.
+- ``<out>/summary.json``: counts, audio hours, failures by reason, wall time;
+- ``<out>/validated.json``: that every manifest's files passed the checks of :mod:`m3bert.data.validation`, so
+  training trusts them without opening each file at start-up.
 
 A rerun skips clips whose feature file is already there with the right shape, so an interrupted run resumes.
 """
@@ -34,7 +37,8 @@ from m3bert.adapters.base import SPLITS, Track
 from m3bert.adapters.splits import random_split
 from m3bert.common.configs import config_dir
 from m3bert.common.devices import resolve_device
-from m3bert.common.files import write_csv, write_json, write_npy
+from m3bert.common.files import write_bytes, write_csv, write_json, write_npy
+from m3bert.data.validation import check_finite, check_shape, manifest_key, record_validated
 from m3bert.features import AudioError, audio_info, build_feature_extractor, load_audio
 
 log = logging.getLogger(__name__)
@@ -137,13 +141,17 @@ class ClipAudio(Dataset):
         return Decoded(clip, audio=audio)
 
 
-def existing_frames(path: Path, feature_dim: int) -> int | None:
-    """Frames of a feature file from an earlier run, if it is complete and of the right shape."""
+def existing_frames(path: Path, feature_dim: int, dtype: np.dtype) -> int | None:
+    """Frames of a feature file from an earlier run, if it is stored in ``dtype`` and passes every check of
+    :mod:`m3bert.data.validation` (so the manifests written from it can be recorded as validated); None to
+    extract it again."""
     try:
         array = np.load(path, mmap_mode="r")
-    except (OSError, ValueError, EOFError):
+        check_shape(array, str(path), feature_dim, array.shape[0] if array.ndim else 0, None)
+        check_finite(array, str(path))
+    except (OSError, ValueError, EOFError):  # ManifestError is a ValueError
         return None
-    return array.shape[0] if array.ndim == 2 and array.shape[1] == feature_dim and array.shape[0] > 0 else None
+    return array.shape[0] if array.dtype == dtype else None
 
 
 def save_features(path: Path, features: np.ndarray) -> None:
@@ -174,13 +182,14 @@ def write_features(
     silence_threshold: float,
     device: torch.device,
     progress: bool,
+    dtype: np.dtype = np.dtype(np.float32),
 ) -> Outcome:
     from tqdm import tqdm
 
     outcome = Outcome()
     todo = []
     for clip in clips:
-        frames = existing_frames(out / clip.name, extractor.feature_dim)
+        frames = existing_frames(out / clip.name, extractor.feature_dim, dtype)
         if frames is None:
             todo.append(clip)
         else:
@@ -212,6 +221,13 @@ def write_features(
                 if not np.isfinite(values).all():  # never saved: it would poison every batch it lands in
                     outcome.failures.append(failure(d.clip.track, "features contain NaN or inf"))
                     continue
+                if len(values) == 0:
+                    outcome.failures.append(failure(d.clip.track, "no frames"))
+                    continue
+                values = values.astype(dtype, copy=False)
+                if not np.isfinite(values).all():
+                    outcome.failures.append(failure(d.clip.track, f"features overflow {dtype}; use dtype=float32"))
+                    continue
                 save_features(out / d.clip.name, values)
                 seconds = len(d.audio) / extractor.sample_rate
                 outcome.seconds += seconds
@@ -232,10 +248,26 @@ def write_table(rows: list[dict], path: Path, columns: list[str] | None = None) 
     write_csv(table, path)
 
 
+def write_manifest(rows: list[dict], path: Path, columns: list[str], feature_dim: int) -> None:
+    """A manifest of clips whose files this run checked (shape, frames, finite values), recorded as validated so
+    that training opens none of them at start-up."""
+    content = pd.DataFrame(rows, columns=columns).to_csv(index=False).encode()
+    write_bytes(content, path)
+    if rows:
+        record_validated(path.parent, path.name, manifest_key(content, feature_dim), len(rows), by="prepare")
+
+
+def feature_dtype(name: str) -> np.dtype:
+    if name not in ("float32", "float16"):
+        raise ValueError(f"dtype must be float32 or float16, got {name!r}")
+    return np.dtype(name)
+
+
 def prepare(cfg: DictConfig) -> dict[str, Any]:
     """Run the extraction that ``cfg`` describes; returns the summary also written to ``<out>/summary.json``."""
     started = time.perf_counter()
     out = Path(cfg.out)
+    feature_dtype(cfg.dtype)  # a bad value fails before any decoding
     tracks: list[Track] = list(instantiate(cfg.dataset.source))
     if cfg.limit:
         tracks = tracks[: cfg.limit]
@@ -269,6 +301,7 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
         workers=cfg.workers,
         batch_size=cfg.batch_size,
         silence_threshold=cfg.silence_threshold,
+        dtype=feature_dtype(cfg.dtype),
         device=device,
         progress=cfg.progress,
     )
@@ -276,9 +309,9 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
 
     rows = sorted(outcome.rows, key=lambda r: r["file_path"])
     columns = list(dict.fromkeys(key for row in rows for key in row))  # a label only some clips carry included
-    write_table(rows, out / "manifest.csv", columns)
+    write_manifest(rows, out / "manifest.csv", columns, extractor.feature_dim)
     for split in SPLITS:
-        write_table([r for r in rows if r["split"] == split], out / f"{split}.csv", columns)
+        write_manifest([r for r in rows if r["split"] == split], out / f"{split}.csv", columns, extractor.feature_dim)
     write_table(failures, out / "failures.csv", columns=["track_id", "audio", "reason"])
     reasons = Counter(f["reason"].split(":")[0] for f in failures)
     summary = {
@@ -295,6 +328,7 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
         "extracted_audio_hours": outcome.seconds / 3600,
         "wall_time_s": time.perf_counter() - started,
         "clip_policy": cfg.clip.policy,
+        "dtype": cfg.dtype,
         "device": str(device),
     }
     write_json(summary, out / "summary.json")

@@ -36,6 +36,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
 def main(cfg: DictConfig) -> float | None:
     import os
 
+    distributed.adopt_scheduler_env()  # a SLURM / submitit task learns its rank here
     if int(os.environ.get("RANK", 0)) > 0:
         logging.getLogger().setLevel(logging.WARNING)  # rank zero speaks for the run
     run_dir = HydraConfig.get().runtime.output_dir

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -69,14 +71,83 @@ def test_bad_manifests_name_file_row_and_problem(tmp_path, problem, match):
         assert "row 3" in str(err.value) and table.file_path[1] in str(err.value)
 
 
-def test_non_finite_features_are_refused_when_read(tmp_path):
-    manifest = write_manifest(tmp_path, [5], dim=2)
-    bad = np.ones((5, 2), np.float32)
-    bad[3, 1] = np.nan
-    np.save(tmp_path / "features/train_0.npy", bad)
-    data = ManifestDataset(str(manifest), feature_dim=2)
-    with pytest.raises(ManifestError, match="NaN or inf"):
-        data[0]
+@pytest.mark.parametrize(
+    "problem, match",
+    [
+        ("zero_frames", "has no frames"),
+        ("length_disagrees", "has 6 frames but the manifest's length says 9"),
+        ("nan", "NaN or inf"),
+        ("inf", "NaN or inf"),
+        ("float64", "dtype float64, expected float32 or float16"),
+    ],
+)
+def test_prepared_data_is_checked_up_front_naming_row_and_file(tmp_path, problem, match):
+    manifest = write_manifest(tmp_path, [5, 6, 7], dim=8)
+    table = pd.read_csv(manifest)
+    bad = tmp_path / table.file_path[1]
+    if problem == "zero_frames":  # issue 12, cause 8: a (0, dim) file whose row says 200 frames
+        np.save(bad, np.zeros((0, 8), np.float32))
+        table.loc[1, "length"] = 200
+        table.to_csv(manifest, index=False)
+    elif problem == "length_disagrees":
+        table.loc[1, "length"] = 9
+        table.to_csv(manifest, index=False)
+    elif problem in ("nan", "inf"):
+        values = np.ones((6, 8), np.float32)
+        values[4, 2] = np.nan if problem == "nan" else -np.inf
+        np.save(bad, values)
+    elif problem == "float64":
+        np.save(bad, np.ones((6, 8)))
+    with pytest.raises(ManifestError, match=match) as err:
+        ManifestDataset(str(manifest), feature_dim=8)
+    assert f"row 3 of {manifest}" in str(err.value) and str(bad) in str(err.value)
+    assert not (tmp_path / "validated.json").exists()  # a failed pass is not remembered
+
+
+def test_validation_is_stored_and_trusted_until_the_manifest_changes(tmp_path, monkeypatch):
+    import m3bert.data.manifest as manifest_module
+
+    manifest = write_manifest(tmp_path, [5, 6, 7], dim=8)
+    ManifestDataset(str(manifest), feature_dim=8)
+    record = json.loads((tmp_path / "validated.json").read_text())
+    assert record["manifests"]["train.csv"]["clips"] == 3 and record["manifests"]["train.csv"]["nan_scan"]
+
+    opened = []
+    real_open = manifest_module.read_header
+    monkeypatch.setattr(manifest_module, "read_header", lambda *a: opened.append(a) or real_open(*a))
+    data = ManifestDataset(str(manifest), feature_dim=8)  # trusted: start-up opens no feature file
+    assert opened == []
+    data[0]
+    assert len(opened) == 1
+
+    # A file broken after validation still fails clearly when it is read.
+    values = np.ones((6, 8), np.float32)
+    values[0, 0] = np.inf
+    np.save(tmp_path / "features/train_1.npy", values)
+    with pytest.raises(ManifestError, match="row 3 .*NaN or inf"):
+        data[1]
+    np.save(tmp_path / "features/train_2.npy", np.ones((4, 8), np.float32))
+    with pytest.raises(ManifestError, match="has 4 frames but the manifest's length says 7"):
+        data[2]
+
+    # Another feature width, or an edited manifest, is a different key: validated again (and found bad here).
+    opened.clear()
+    with pytest.raises(ManifestError, match="expected \\(frames, 4\\)"):
+        ManifestDataset(str(manifest), feature_dim=4)
+    table = pd.read_csv(manifest)
+    table.loc[0, "length"] = 4
+    table.to_csv(manifest, index=False)
+    with pytest.raises(ManifestError, match="has 5 frames but the manifest's length says 4"):
+        ManifestDataset(str(manifest), feature_dim=8)
+
+
+def test_float16_files_read_as_float32(tmp_path):
+    manifest = write_manifest(tmp_path, [12], dim=4)
+    full = np.load(tmp_path / "features/train_0.npy")
+    np.save(tmp_path / "features/train_0.npy", full.astype(np.float16))
+    clip = ManifestDataset(str(manifest), feature_dim=4, crop="start")[0].features
+    assert clip.dtype == torch.float32
+    assert torch.equal(clip, torch.from_numpy(full.astype(np.float16).astype(np.float32)))
 
 
 def test_sampler_shards_global_batches_and_resumes():

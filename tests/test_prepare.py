@@ -7,9 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+import torch
 from conftest import CONF, ROOT, TINY, make_config
 from hydra import compose, initialize_config_dir
 
+from m3bert.data.validation import is_validated, manifest_key
 from m3bert.prepare import prepare
 from m3bert.train import run
 
@@ -71,6 +73,9 @@ def test_folder_to_features_manifests_and_failures(audio_tree, tmp_path):
     assert {"too short", "silent"} < set(saved["failures_by_reason"])
     assert saved["audio_hours"] == pytest.approx(10 * 3 / 3600, rel=0.01)
     assert not list(out.rglob("*.tmp"))
+    # Every manifest is recorded as validated, so training opens no feature file at start-up.
+    for name in ("manifest.csv", "train.csv", "valid.csv"):
+        assert is_validated(out, name, manifest_key((out / name).read_bytes(), 324))
 
     # A rerun reuses every feature file and rewrites the same manifest.
     mtimes = {p: p.stat().st_mtime_ns for p in (out / "features").rglob("*.npy")}
@@ -102,10 +107,14 @@ def test_a_damaged_feature_file_is_extracted_again(audio_tree, tmp_path):
     out = tmp_path / "out"
     args = ("dataset=folder", f"dataset.root={audio_tree}", f"out={out}", "limit=5")  # 3 good files among the first 5
     prepare(prepare_config(*args))
-    victim = sorted((out / "features").rglob("*.npy"))[0]
+    victim, poisoned = sorted((out / "features").rglob("*.npy"))[:2]
     victim.write_bytes(b"half a file")
+    values = np.load(poisoned)
+    values[1, 1] = np.nan
+    np.save(poisoned, values)
     summary = prepare(prepare_config(*args))
-    assert summary["clips"] == 3 and summary["reused"] == 2 and np.load(victim).shape[1] == 324
+    assert summary["clips"] == 3 and summary["reused"] == 1 and np.load(victim).shape[1] == 324
+    assert np.isfinite(np.load(poisoned)).all()
 
 
 def test_segments_policy_cuts_consecutive_clips(tmp_path):
@@ -161,3 +170,27 @@ def test_command_line(audio_tree, tmp_path):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "10 clips" in out.stderr + out.stdout and (tmp_path / "out/summary.json").exists()
+
+
+def test_float16_storage_halves_the_files_within_float16_rounding(audio_tree, tmp_path):
+    args = ("dataset=folder", f"dataset.root={audio_tree}", "limit=4")
+    prepare(prepare_config(*args, f"out={tmp_path / 'f32'}"))
+    summary = prepare(prepare_config(*args, f"out={tmp_path / 'f16'}", "dtype=float16"))
+    assert summary["dtype"] == "float16"
+    name = pd.read_csv(tmp_path / "f32/manifest.csv")["file_path"][0]
+    full, half = np.load(tmp_path / "f32" / name), np.load(tmp_path / "f16" / name)
+    assert half.dtype == np.float16 and half.shape == full.shape
+    assert (tmp_path / "f16" / name).stat().st_size < 0.51 * (tmp_path / "f32" / name).stat().st_size
+    # After CMVN the features are about unit scale: float16's 11-bit significand gives a relative error of at
+    # most 2^-11, which is well under 0.01 in absolute terms for these clips.
+    error = np.abs(half.astype(np.float32) - full)
+    assert (error <= 2.0**-11 * np.abs(full) + 1e-7).all() and error.max() < 0.01
+    # Read through the dataset interface, crops come out float32 and equal the float16 values.
+    from m3bert.data import ManifestDataset
+
+    clip = ManifestDataset(str(tmp_path / "f16/manifest.csv"), 324, crop="start")[0].features
+    assert clip.dtype == torch.float32 and torch.equal(clip, torch.from_numpy(half.astype(np.float32)))
+    # A rerun with the other dtype extracts again rather than reusing files of the wrong dtype.
+    assert prepare(prepare_config(*args, f"out={tmp_path / 'f16'}"))["reused"] == 0
+    with pytest.raises(ValueError, match="dtype must be float32 or float16"):
+        prepare(prepare_config(*args, f"out={tmp_path / 'f16'}", "dtype=int8"))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from m3bert.common.devices import native_bf16
 from m3bert.common.files import write_json
 
 
@@ -29,17 +30,27 @@ def _extract(cuda: bool) -> dict:
     from m3bert.bench import embeddings as extract
 
     gpu = {"cuda": extract.run("cuda"), "cuda_bf16": extract.run("cuda", dtype="bfloat16")} if cuda else {}
-    return {"cpu": extract.run("cpu"), **gpu}
+    # bf16 on the CPU only where it is native (what extract's dtype=auto picks); emulated it is slower than fp32.
+    cpu_bf16 = {"cpu_bf16": extract.run("cpu", dtype="bfloat16")} if native_bf16("cpu") else {}
+    return {"cpu": extract.run("cpu"), **cpu_bf16, **gpu}
+
+
+def _loader(cuda: bool) -> dict:
+    from m3bert.bench import loader
+
+    return {"cpu": loader.run()}
 
 
 # name -> benchmark(cuda available) -> results by device; each writes bench-results/<name>.json
-BENCHMARKS = {"pretrain": _pretrain, "features": _features, "extract": _extract}
+BENCHMARKS = {"pretrain": _pretrain, "features": _features, "extract": _extract, "loader": _loader}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="bench-results", help="folder for the result files")
-    parser.add_argument("--only", nargs="*", default=None, help="pretrain, features and/or extract (default: all)")
+    parser.add_argument(
+        "--only", nargs="*", default=None, help="pretrain, features, extract and/or loader (default: all)"
+    )
     args = parser.parse_args()
     out = Path(args.out)
     wanted = set(args.only or BENCHMARKS)

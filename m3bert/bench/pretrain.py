@@ -12,6 +12,7 @@ from statistics import median
 import torch
 from torch import nn
 
+from m3bert.common.devices import cpu_has_native_bf16, native_bf16
 from m3bert.data import Batch
 from m3bert.features.config import M3BERT_BLOCKS, block_columns
 from m3bert.masking import Masker
@@ -83,9 +84,17 @@ def training_flops(cfg: M3BERTConfig, batch: int, frames: int) -> float:
     return 3 * (per_token * tokens + attention)
 
 
-def native_bf16() -> bool:
-    """Whether this CPU has bf16 matmul instructions; without them bf16 autocast is emulated and very slow."""
-    return torch.backends.cpu.get_cpu_capability() in ("AVX512_BF16", "AMX") or torch.cpu._is_amx_tile_supported()
+def matmul_gflops(dtype: torch.dtype, n: int = 1024, repeats: int = 5) -> float:
+    """Throughput of an ``n x n`` matmul in ``dtype`` on the CPU (median of ``repeats``): the hardware's answer to
+    whether bf16 is native, beside the flags :func:`m3bert.common.devices.native_bf16` reads."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / median(times) / 1e9
 
 
 def compare_cpu(layers: int = 3, batch: int = 8, frames: int = 512, steps: int = 3, compile: bool = True) -> dict:
@@ -130,6 +139,8 @@ def compare_cpu(layers: int = 3, batch: int = 8, frames: int = 512, steps: int =
         "batch": batch,
         "frames": frames,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "native_bf16": cpu_has_native_bf16(),
+        "matmul_gflops": {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)},
         "threads": torch.get_num_threads(),
         "frames_per_s": frames_per_s,
         "speedup_fp32_vs_reference": frames_per_s["m3bert_fp32"] / frames_per_s["reference_fp32"],
@@ -143,8 +154,8 @@ def compare_cpu(layers: int = 3, batch: int = 8, frames: int = 512, steps: int =
         result["speedup_bf16_vs_reference_fp32"] = frames_per_s["m3bert_bf16"] / frames_per_s["reference_fp32"]
     else:
         result["bf16"] = (
-            f"skipped: this CPU ({result['cpu_capability']}) has no bf16 matmul instructions, so "
-            "bf16 autocast is emulated and far slower than fp32"
+            f"skipped: this CPU ({result['cpu_capability']}) has no bf16 matmul instructions (no avx512_bf16, "
+            "amx_bf16 or bf16 flag), so bf16 autocast is emulated and far slower than fp32"
         )
     return result
 

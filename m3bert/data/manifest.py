@@ -1,12 +1,17 @@
 """Feature datasets: a manifest csv indexing ``.npy`` frame features, and generated features for smoke runs.
 
 A manifest has one row per clip with ``file_path`` (relative to the csv's folder, or absolute), ``length`` in frames
-and optional label columns. Each ``.npy`` holds ``(frames, feature_dim)`` float features.
+and optional label columns. Each ``.npy`` holds ``(frames, feature_dim)`` float32 or float16 features; in a packed
+manifest (an ``offset`` column) many clips share one such shard file.
 """
 
 from __future__ import annotations
 
+import io
+import logging
 import math
+import os
+import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -15,11 +20,22 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from m3bert.data.validation import (
+    RECORD,
+    Header,
+    ManifestError,
+    check_shape,
+    is_validated,
+    manifest_key,
+    read_frames,
+    read_header,
+    record_validated,
+    validate_rows,
+)
+
+log = logging.getLogger(__name__)
+
 REQUIRED_COLUMNS = ("file_path", "length")
-
-
-class ManifestError(ValueError):
-    """A manifest or one of its feature files is unusable; the message names the file, row and problem."""
 
 
 class Clip(NamedTuple):
@@ -50,9 +66,11 @@ def collate(clips: list[Clip]) -> Batch:
     """Pad clips to the longest and stack their labels; a label missing from a clip is zero-filled and marked
     absent in ``present`` (clips of several datasets, each labelled for its own task, share batches)."""
     lengths = torch.tensor([c.features.shape[0] for c in clips])
-    features = torch.zeros(len(clips), int(lengths.max()), clips[0].features.shape[1])
+    # empty, not zeros: clips are mostly full-length crops, and zeroing a batch first costs as much as filling it.
+    features = torch.empty(len(clips), int(lengths.max()), clips[0].features.shape[1])
     for row, clip in enumerate(clips):
         features[row, : clip.features.shape[0]] = clip.features
+        features[row, clip.features.shape[0] :] = 0
     labels, present = {}, {}
     for key in dict.fromkeys(k for c in clips for k in c.labels):
         example = next(c.labels[key] for c in clips if key in c.labels)
@@ -80,10 +98,16 @@ class ClipDataset(Dataset):
 
 
 class ManifestDataset(ClipDataset):
-    """Clips listed in a manifest csv, memory-mapped and cropped to at most ``max_frames`` frames.
+    """Clips listed in a manifest csv, cropped to at most ``max_frames`` frames (float32 out, whether the files
+    hold float32 or float16); a read fetches only the crop's bytes.
 
     Items are indexed by row, or by ``(row, seed, epoch)`` from :class:`m3bert.data.sampler.EpochSampler` so that
-    random crops are reproducible.
+    random crops are reproducible. A manifest with an ``offset`` column is *packed*: ``file_path`` names a shard
+    holding many clips back to back and a row's clip is frames ``offset:offset + length`` of it.
+
+    With ``check_files``, the files are validated once per manifest (see :mod:`m3bert.data.validation`): if the
+    folder's ``validated.json`` already covers this manifest's content, start-up opens no file at all; otherwise
+    every file is checked (header and NaN scan) and the result stored. Every read checks its own file again.
     """
 
     def __init__(
@@ -99,58 +123,86 @@ class ManifestDataset(ClipDataset):
         if crop not in ("random", "start", "center"):
             raise ValueError(f"dataset crop must be random, start or center, got {crop!r}")
         self.feature_dim, self.max_frames, self.crop = feature_dim, max_frames, crop
-        self.table = read_manifest(self.manifest, min_frames)
-        root = self.manifest.parent
-        self.paths = [p if Path(p).is_absolute() else str(root / p) for p in self.table["file_path"]]
+        content = read_bytes(self.manifest)
+        self.table = read_manifest(self.manifest, min_frames, content)
+        # Plain arrays rather than a list of path objects: a million rows cost seconds and hundreds of MB as
+        # Python objects, and numpy buffers are not copied page by page into every DataLoader worker.
+        self.root = str(self.manifest.parent)
+        self.files = self.table["file_path"].to_numpy(dtype=str)
+        self._lengths = self.table["length"].to_numpy(dtype=np.int64)
+        self.offsets = self.table["offset"].to_numpy(dtype=np.int64) if "offset" in self.table else None
+        self._headers: dict[str, Header] = {}  # shard path -> header, per process (packed layout only)
         if check_files:
-            # Reading only the headers is cheap, so every file is checked up front rather than an hour into a run.
-            for row in range(len(self.paths)):
-                self._open(row)
+            self.validate(content)
+
+    def validate(self, content: bytes) -> None:
+        key = manifest_key(content, self.feature_dim)
+        folder, name = self.manifest.parent, self.manifest.name
+        if is_validated(folder, name, key):
+            return
+        started = time.perf_counter()
+        log.info("Validating %d feature files of %s (once; the result is stored in %s)", len(self), name, RECORD)
+        validate_rows(
+            [self.path(row) for row in range(len(self))], self._lengths, self.offsets, self.feature_dim, self._where
+        )
+        record_validated(folder, name, key, len(self), by="ManifestDataset")
+        log.info("Validated %s in %.1f s", name, time.perf_counter() - started)
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.files)
 
     @property
     def lengths(self) -> np.ndarray:
-        return self.table["length"].to_numpy()
+        return self._lengths
 
-    def _where(self, row: int, path: str) -> str:
-        return f"{path} (row {row + 2} of {self.manifest})"  # +2: header line and 1-based numbering
+    def path(self, row: int) -> str:
+        return os.path.join(self.root, self.files[row])  # an absolute file_path stays as it is
 
-    def _open(self, row: int) -> np.ndarray:
-        """Memory-map row's features, checking that the file exists and has shape (frames, feature_dim)."""
-        path = self.paths[row]
-        if not Path(path).is_file():
-            raise ManifestError(f"{self._where(row, path)}: feature file is missing")
-        try:
-            array = np.load(path, mmap_mode="r")
-        except (ValueError, OSError, EOFError) as err:
-            raise ManifestError(f"{self._where(row, path)}: not a readable .npy file ({err})") from err
-        if array.ndim != 2 or array.shape[1] != self.feature_dim:
-            raise ManifestError(
-                f"{self._where(row, path)}: shape {tuple(array.shape)}, expected (frames, {self.feature_dim}); "
-                "was it extracted with another feature set? (dataset.feature_dim)"
-            )
-        return array
+    def _where(self, row: int) -> str:
+        return f"{self.path(row)} (row {row + 2} of {self.manifest})"  # +2: header line and 1-based numbering
+
+    def _header(self, row: int) -> tuple[Header, int]:
+        """Row's file header, checked against the row, and the row's first frame in that file."""
+        path = self.path(row)
+        offset = None if self.offsets is None else int(self.offsets[row])
+        header = self._headers.get(path) if offset is not None else None
+        if header is None:
+            header = read_header(path, self._where(row))
+            if offset is not None:
+                self._headers[path] = header  # a shard serves many rows: its header is read once per process
+        check_shape(header, self._where(row), self.feature_dim, int(self._lengths[row]), offset)
+        return header, offset or 0
 
     def __getitem__(self, key: int | tuple[int, int, int]) -> Clip:
         row, *seed = key if isinstance(key, tuple) else (key,)
-        array = self._open(row)
-        start = crop_start(array.shape[0], self.max_frames, self.crop, (*seed, row))
-        stop = array.shape[0] if self.max_frames is None else start + self.max_frames
-        clip = np.array(array[start:stop], dtype=np.float32)  # a copy: the memory map is read-only
+        header, first = self._header(row)
+        length = int(self._lengths[row])
+        start = crop_start(length, self.max_frames, self.crop, (*seed, row))
+        count = length - start if self.max_frames is None else min(self.max_frames, length - start)
+        # Only the crop's bytes are read, straight into a fresh array: no memory map (whose page faults cost more
+        # than the read) and no second copy.
+        clip = read_frames(self.path(row), header, first + start, count, self._where(row)).astype(
+            np.float32, copy=False
+        )
         if not np.isfinite(clip).all():
-            raise ManifestError(
-                f"{self._where(row, self.paths[row])}: features contain NaN or inf; re-extract this file"
-            )
+            raise ManifestError(f"{self._where(row)}: features contain NaN or inf; re-extract this file")
         return Clip(torch.from_numpy(clip), row)
 
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_headers": {}}  # each worker reads its own
 
-def read_manifest(path: Path, min_frames: int = 1) -> pd.DataFrame:
+
+def read_bytes(path: Path) -> bytes:
     if not path.is_file():
         raise ManifestError(f"{path}: manifest not found (set dataset.root or the M3BERT_DATA variable)")
+    return path.read_bytes()
+
+
+def read_manifest(path: Path, min_frames: int = 1, content: bytes | None = None) -> pd.DataFrame:
+    """The manifest's table, its lengths checked; ``content``: its bytes if already read."""
+    content = read_bytes(path) if content is None else content
     try:
-        table = pd.read_csv(path)
+        table = pd.read_csv(io.BytesIO(content))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise ManifestError(f"{path}: not a readable csv ({err})") from err
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
@@ -167,6 +219,15 @@ def read_manifest(path: Path, min_frames: int = 1) -> pd.DataFrame:
             f"frames >= {min_frames}"
         )
     table["length"] = lengths.astype(int)
+    if "offset" in table:
+        offsets = pd.to_numeric(table["offset"], errors="coerce")
+        bad = offsets.isna() | (offsets < 0) | (offsets % 1 != 0)
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise ManifestError(
+                f"{path}: row {row + 2} has offset {table['offset'].iloc[row]!r}; offsets are whole frames >= 0"
+            )
+        table["offset"] = offsets.astype(int)
     return table
 
 

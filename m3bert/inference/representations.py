@@ -148,7 +148,8 @@ class Representations(nn.Module):
             ``training_frames``, else 512. overlap_frames: frames shared by consecutive windows; None: a quarter.
         batch_size: windows per encoder pass (windows of different clips share batches).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``...; ``.to(device)`` works too.
-        dtype: the encoder's compute dtype (``float32``, ``bfloat16``, ``float16``); features stay float32.
+        dtype: the encoder's compute dtype (``float32``, ``bfloat16``, ``float16``, or ``auto``: bfloat16 where
+            ``device`` computes it natively, else float32); features stay float32.
         segment_seconds, context_seconds: longer inputs are analysed in segments of this length with this much
             audio either side (see the module docstring).
     """
@@ -176,7 +177,7 @@ class Representations(nn.Module):
                 f"but the encoder takes {cfg.input_dim}"
             )
         self.front_end = front_end
-        self.dtype = resolve_dtype(dtype)
+        self.dtype = resolve_dtype(dtype, resolve_device(device))
         self.encoder = encoder.to(self.dtype)
         self.extractor = front_end.build()
         self._raw_extractor = None  # un-normalised front end for long inputs, built when first needed

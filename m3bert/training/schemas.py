@@ -21,7 +21,7 @@ class TrainerConfig:
     max_steps: int = 10_000  # optimizer steps; may be raised when resuming a finished run
     batch_size: int = 8  # clips per process and micro-step
     grad_accum: int = 1  # micro-steps per optimizer step
-    precision: str = "auto"  # auto (bf16 on GPUs that support it, else fp32) | bf16 | fp16 | fp32
+    precision: str = "auto"  # auto (bf16 on GPUs and CPUs that compute it natively, else fp32) | bf16 | fp16 | fp32
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
     log_every: int = 10

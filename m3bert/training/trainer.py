@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
-from m3bert.common.devices import resolve_device
+from m3bert.common.devices import native_bf16, resolve_device
 from m3bert.common.figures import loss_curves, save_figure
 from m3bert.common.files import write_json, write_text
 from m3bert.data import EpochSampler, collate, shard
@@ -55,8 +55,8 @@ class Precision:
 
 
 def resolve_precision(name: str, device: torch.device) -> Precision:
-    if name == "auto":
-        name = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if name == "auto":  # bf16 only where the hardware computes it: emulated, it is slower than fp32
+        name = "bf16" if native_bf16(device) else "fp32"
     if name == "fp32":
         return Precision(None, None)
     if name == "bf16":

@@ -1,0 +1,72 @@
+"""Writing files so that a crash, a kill or a full disk never leaves a truncated file or loses the previous one.
+
+Everything m3bert writes goes through :func:`atomic_write`: the bytes go to a temporary file beside the target,
+which is renamed over it only once complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+TEMP_SUFFIX = ".tmp"
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> None:
+    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    # mkstemp makes the file private (0600); give it the permissions an ordinary new file gets.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(data: bytes, path: str | os.PathLike) -> None:
+    atomic_write(path, lambda handle: handle.write(data))
+
+
+def write_text(text: str, path: str | os.PathLike) -> None:
+    write_bytes(text.encode(), path)
+
+
+def write_json(data: Any, path: str | os.PathLike) -> None:
+    write_text(json.dumps(data, indent=2, sort_keys=True), path)
+
+
+def write_csv(table, path: str | os.PathLike) -> None:
+    """A pandas DataFrame as csv, without its index."""
+    write_text(table.to_csv(index=False), path)
+
+
+def write_npy(array: np.ndarray, path: str | os.PathLike) -> None:
+    atomic_write(path, lambda handle: np.save(handle, array))
+
+
+def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    atomic_write(path, lambda handle: np.savez(handle, **arrays))
+
+
+def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that :func:`atomic_write` calls killed mid-write left in ``folder``."""
+    folder = Path(folder)
+    stale = sorted(folder.glob(f".*{TEMP_SUFFIX}")) if folder.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale

@@ -1,0 +1,366 @@
+"""Embeddings for audio files: ``python -m m3bert.extract model_path=<model> input=<file|folder|csv> output=<folder>``.
+
+``model_path`` is an exported model folder (``python -m m3bert.export``) or a pre-training run folder. ``input`` is an
+audio file, a folder (searched recursively for ``extensions``) or a manifest csv whose ``manifest_column`` holds
+audio paths (relative to the csv's folder, or absolute). Every file is decoded, mixed to mono and resampled to the
+model's rate, turned into the model's features and encoded in overlapping windows (see
+``m3bert.inference.representations``).
+Writes into ``output``:
+
+- ``frames/<id>.npy``: (layers, frames, hidden) hidden states of the selected ``layers`` (with ``frame_level=true``);
+  output frame k stands for the audio around ``first_timestamp_s + k * frame_period_s`` seconds (see index.csv);
+- ``mean/<id>.npy`` and ``max/<id>.npy``: (layers, hidden) clip-level embeddings, pooled over the frames;
+- ``index.csv``: one row per file: id, audio path, duration, output frames, timestamps, layers, output files;
+- ``failures.csv``: files that could not be used and why (missing, unreadable, corrupt...); the batch goes on;
+- ``embeddings.npz`` (``format=npz``): all of the above in one file (``ids``, ``mean``/``max`` (files, layers,
+  hidden), ``frames/<id>``...);
+- ``extract.json``: the settings and a summary. A rerun with the same settings skips files already done, so an
+  interrupted run resumes; different settings are refused unless ``overwrite=true``.
+
+``<id>`` is the file's path relative to the input folder (or to the manifest's files' common folder), without its
+extension. Memory stays bounded for hour-long files: features of long files are computed a segment at a time into a
+memory-mapped scratch file, and hidden states are written to a memory-mapped output ``batch_size`` windows at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from m3bert.common.configs import config_dir
+from m3bert.common.files import write_csv, write_json, write_npy, write_npz
+from m3bert.features import AudioError, audio_info
+from m3bert.inference.pretrained import fingerprint
+from m3bert.inference.representations import Representations
+
+log = logging.getLogger(__name__)
+SETTINGS_FILE = "extract.json"
+# What decides the numbers in the outputs: a rerun with other values must not mix its files with the old ones.
+SETTINGS_KEYS = (
+    "model_fingerprint",
+    "front_end",
+    "layers",
+    "window_frames",
+    "overlap_frames",
+    "dtype",
+    "output_dtype",
+    "frame_level",
+    "segment_seconds",
+    "context_seconds",
+)
+
+
+def find_inputs(spec: str | os.PathLike, extensions: list[str], column: str = "audio") -> tuple[list[Path], Path]:
+    """Audio files named by ``spec`` (a file, a folder or a manifest csv) and the folder their ids are relative to.
+
+    Raises:
+        FileNotFoundError: ``spec`` does not exist. ValueError: a folder without audio, or a csv without ``column``.
+    """
+    path = Path(spec)
+    if not path.exists():
+        raise FileNotFoundError(f"input={spec}: no such file or folder")
+    if path.is_dir():
+        wanted = {"." + e.lower().lstrip(".") for e in extensions}
+        files = sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file()
+            and p.suffix.lower() in wanted
+            and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        )
+        if not files:
+            raise ValueError(
+                f"input={spec}: no audio files ({', '.join(sorted(wanted))}) in the folder; "
+                "set extensions=[...] if yours end differently"
+            )
+        return files, path
+    if path.suffix.lower() != ".csv":
+        return [path], path.parent
+    table = pd.read_csv(path)
+    if column not in table.columns:
+        raise ValueError(
+            f"{path}: no {column!r} column (columns: {list(table.columns)}); "
+            f"set manifest_column= to the column that holds the audio paths"
+        )
+    files = list(dict.fromkeys(p if p.is_absolute() else path.parent / p for p in map(Path, table[column].astype(str))))
+    if not files:
+        raise ValueError(f"{path}: the manifest lists no files")
+    root = Path(os.path.commonpath([str(p.parent.resolve()) for p in files]))
+    return files, root
+
+
+def assign_ids(files: list[Path], root: Path) -> tuple[dict[Path, str], list[dict]]:
+    """file -> output id (its path under ``root`` without the extension), and failures for colliding ids."""
+    ids, taken, failures = {}, {}, []
+    for file in files:
+        try:
+            rel = file.resolve().relative_to(root.resolve())
+        except ValueError:
+            rel = Path(file.name)
+        name = rel.with_suffix("").as_posix()
+        if name in taken:
+            failures.append({"audio": str(file), "id": name, "reason": f"same output id as {taken[name]}; rename one"})
+            continue
+        taken[name] = file
+        ids[file] = name
+    return ids, failures
+
+
+class Outputs:
+    """Where the files of one id go, and whether an earlier run finished them."""
+
+    def __init__(self, root: Path, frame_level: bool):
+        self.root, self.frame_level = root, frame_level
+
+    def frames(self, id_: str) -> Path:
+        return self.root / "frames" / f"{id_}.npy"
+
+    def pooled(self, id_: str, how: str) -> Path:
+        return self.root / how / f"{id_}.npy"
+
+    def done(self, id_: str) -> bool:
+        # Written frames -> mean -> max, each atomically: max being there means the rest is too.
+        return self.pooled(id_, "max").is_file() and (not self.frame_level or self.frames(id_).is_file())
+
+    def remove(self, id_: str) -> None:
+        """Delete what an earlier run left for ``id_``, so that a file failing now can't keep stale outputs."""
+        for path in (self.pooled(id_, "max"), self.pooled(id_, "mean"), self.frames(id_)):
+            path.unlink(missing_ok=True)
+
+
+def encode_to_disk(
+    rep: Representations, features: np.ndarray, frames_path: Path | None, dtype: np.dtype
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Stream ``features`` (frames, dim) through the encoder, writing hidden states (layers, tokens, hidden) to
+    ``frames_path`` (memory-mapped, renamed into place when complete) if given. Returns (mean, max) over tokens,
+    each (layers, hidden) float32, and the number of tokens."""
+    layers, hidden = len(rep.layers), rep.hidden_size
+    tokens = math.ceil(len(features) / rep.downsample)
+    total = np.zeros((layers, hidden))
+    peak = np.full((layers, hidden), -np.inf, dtype=np.float32)
+    out = tmp = None
+    if frames_path is not None:
+        frames_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = frames_path.parent / f".{frames_path.name}.{os.getpid()}.tmp"
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(layers, tokens, hidden))
+    try:
+        for start, states in rep.stream(features):
+            chunk = states.float().cpu().numpy()
+            total += chunk.sum(1, dtype=np.float64)
+            np.maximum(peak, chunk.max(1), out=peak)
+            if out is not None:
+                out[:, start : start + chunk.shape[1]] = chunk
+        if out is not None:
+            out.flush()
+            del out
+            os.replace(tmp, frames_path)
+    except BaseException:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        raise
+    return (total / tokens).astype(np.float32), peak, tokens
+
+
+def save_array(path: Path, array: np.ndarray) -> None:
+    write_npy(array, path)
+
+
+def settings_of(rep: Representations, cfg: DictConfig) -> dict[str, Any]:
+    return {
+        "model": str(Path(cfg.model_path).resolve()),
+        "model_fingerprint": fingerprint(rep.encoder),
+        "front_end": rep.front_end.to_dict(),
+        "layers": list(rep.layers),
+        "window_frames": rep.window_frames,
+        "overlap_frames": rep.overlap_frames,
+        "dtype": str(rep.dtype).removeprefix("torch."),
+        "output_dtype": cfg.output_dtype,
+        "frame_level": bool(cfg.frame_level),
+        "segment_seconds": rep.segment_seconds,
+        "context_seconds": rep.context_seconds,
+    }
+
+
+def check_resumable(out: Path, settings: dict[str, Any], overwrite: bool) -> None:
+    """Refuse to mix outputs of different settings in one folder."""
+    file = out / SETTINGS_FILE
+    if overwrite or not file.is_file():
+        return
+    earlier = json.loads(file.read_text()).get("settings", {})
+    changed = [k for k in SETTINGS_KEYS if earlier.get(k) != settings[k]]
+    if changed:
+        raise ValueError(
+            f"output={out} holds embeddings made with other settings ({', '.join(changed)} differ, see "
+            f"{file}); use a new output folder, or overwrite=true to recompute every file"
+        )
+
+
+def index_row(rep: Representations, outputs: Outputs, id_: str, audio: Path) -> dict[str, Any]:
+    frames = np.load(outputs.frames(id_), mmap_mode="r").shape[1] if outputs.frame_level else None
+    try:
+        duration = audio_info(audio).duration_s
+    except AudioError:
+        duration = float("nan")
+
+    def rel(path: Path) -> str:
+        return path.relative_to(outputs.root).as_posix()
+
+    return {
+        "id": id_,
+        "audio": str(audio),
+        "duration_s": round(duration, 3),
+        "frames": frames,
+        "frame_period_s": 1.0 / rep.frame_rate,
+        "first_timestamp_s": float(rep.timestamps(1)[0]),
+        "layers": ";".join(map(str, rep.layers)),
+        "frames_file": rel(outputs.frames(id_)) if outputs.frame_level else "",
+        "mean_file": rel(outputs.pooled(id_, "mean")),
+        "max_file": rel(outputs.pooled(id_, "max")),
+    }
+
+
+def write_table(rows: list[dict], path: Path, columns: list[str]) -> None:
+    table = pd.DataFrame(rows, columns=columns)
+    write_csv(table, path)
+
+
+def pack_npz(rows: list[dict], outputs: Outputs, path: Path) -> None:
+    """Everything in one ``.npz``; frame-level arrays are read through memory maps one at a time."""
+    arrays: dict[str, Any] = {
+        "ids": np.array([r["id"] for r in rows]),
+        "audio": np.array([r["audio"] for r in rows]),
+        "mean": np.stack([np.load(outputs.pooled(r["id"], "mean")) for r in rows]) if rows else np.zeros((0,)),
+        "max": np.stack([np.load(outputs.pooled(r["id"], "max")) for r in rows]) if rows else np.zeros((0,)),
+        "layers": np.array([int(i) for i in rows[0]["layers"].split(";")]) if rows else np.zeros((0,), int),
+        "frame_period_s": np.array(rows[0]["frame_period_s"] if rows else np.nan),
+        "first_timestamp_s": np.array(rows[0]["first_timestamp_s"] if rows else np.nan),
+    }
+    if outputs.frame_level:
+        for r in rows:
+            arrays[f"frames/{r['id']}"] = np.load(outputs.frames(r["id"]), mmap_mode="r")
+    write_npz(path, **arrays)
+
+
+def _as_layers(spec):
+    return OmegaConf.to_object(spec) if OmegaConf.is_config(spec) else spec
+
+
+def extract(cfg: DictConfig) -> dict[str, Any]:
+    """Run the extraction ``cfg`` describes (see conf/extract.yaml); returns the summary also in extract.json."""
+    started = time.perf_counter()
+    out = Path(cfg.output)
+    if cfg.format not in ("npy", "npz"):
+        raise ValueError(f"format must be npy or npz, got {cfg.format!r}")
+    output_dtype = np.dtype(cfg.output_dtype)
+    if output_dtype not in (np.float32, np.float16):
+        raise ValueError(f"output_dtype must be float32 or float16, got {cfg.output_dtype!r}")
+    files, root = find_inputs(cfg.input, list(cfg.extensions), cfg.manifest_column)
+    rep = Representations.from_pretrained(
+        cfg.model_path,
+        layers=_as_layers(cfg.layers),
+        window_frames=cfg.window.frames,
+        overlap_frames=cfg.window.overlap_frames,
+        batch_size=cfg.batch_size,
+        device=cfg.device,
+        dtype=cfg.dtype,
+        segment_seconds=cfg.segment.seconds,
+        context_seconds=cfg.segment.context_seconds,
+    )
+    settings = settings_of(rep, cfg)
+    check_resumable(out, settings, cfg.overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    outputs = Outputs(out, cfg.frame_level)
+    ids, failures = assign_ids(files, root)
+    todo = [f for f in ids if cfg.overwrite or not outputs.done(ids[f])]
+    reused = len(ids) - len(todo)
+    log.info(
+        "%d files (%d done earlier) -> %s; %s features, layers %s, windows of %d frames (overlap %d), on %s",
+        len(ids),
+        reused,
+        out,
+        rep.front_end.feature_set,
+        list(rep.layers),
+        rep.window_frames,
+        rep.overlap_frames,
+        rep.device,
+    )
+    # Written before any embedding, so that a crashed run's files are never taken for another setting's.
+    write_json({"settings": settings, "summary": None}, out / SETTINGS_FILE)
+
+    from tqdm import tqdm
+
+    audio_seconds = 0.0
+    bar = tqdm(total=len(todo), unit="file", disable=not cfg.progress, dynamic_ncols=True, desc="embeddings")
+    try:
+        with tempfile.TemporaryDirectory(prefix=".scratch-", dir=out) as scratch:
+            for file in todo:
+                id_ = ids[file]
+                outputs.remove(id_)
+                try:
+                    features = rep.file_features(file, memmap=Path(scratch) / "features.npy")
+                    frames_path = outputs.frames(id_) if cfg.frame_level else None
+                    mean, peak, _ = encode_to_disk(rep, features, frames_path, output_dtype)
+                    seconds = len(features) / rep.front_end.frame_rate
+                    del features  # releases the scratch memory map before the next file reuses it
+                    save_array(outputs.pooled(id_, "mean"), mean.astype(output_dtype))
+                    save_array(outputs.pooled(id_, "max"), peak.astype(output_dtype))
+                    audio_seconds += seconds
+                except torch.OutOfMemoryError:
+                    raise  # not a property of the file: lower batch_size or window.frames instead
+                except (AudioError, OSError, ValueError, RuntimeError) as err:
+                    reason = f"{type(err).__name__}: {err}"
+                    failures.append({"audio": str(file), "id": id_, "reason": reason})
+                    log.warning("skipped %s", reason if isinstance(err, AudioError) else f"{file}: {reason}")
+                bar.update(1)
+                elapsed = max(time.perf_counter() - started, 1e-9)
+                bar.set_postfix(rtf=f"{audio_seconds / elapsed:.1f}", failed=len(failures))
+    finally:
+        bar.close()
+        # Also on an interrupt: the index then lists what is done, and the rerun does the rest.
+        rows = [index_row(rep, outputs, ids[f], f) for f in ids if outputs.done(ids[f])]
+        write_table(rows, out / "index.csv", columns=list(rows[0]) if rows else ["id"])
+        write_table(failures, out / "failures.csv", columns=["audio", "id", "reason"])
+    if cfg.format == "npz":
+        pack_npz(rows, outputs, out / "embeddings.npz")
+    wall = time.perf_counter() - started
+    summary = {
+        "files": len(files),
+        "done": len(rows),
+        "reused": reused,
+        "failures": len(failures),
+        "audio_seconds_extracted": round(audio_seconds, 3),
+        "wall_time_s": round(wall, 3),
+        "real_time_factor": round(audio_seconds / wall, 2),
+        "device": str(rep.device),
+    }
+    write_json({"settings": settings, "summary": summary}, out / SETTINGS_FILE)
+    log.info(
+        "%d files embedded (%d reused), %d failures%s; index in %s",
+        len(rows),
+        reused,
+        len(failures),
+        " (see failures.csv)" if failures else "",
+        out / "index.csv",
+    )
+    return summary
+
+
+@hydra.main(config_path=config_dir(), config_name="extract", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    extract(cfg)
+
+
+if __name__ == "__main__":
+    main()

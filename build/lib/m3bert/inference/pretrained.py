@@ -1,0 +1,312 @@
+"""Trained encoders as folders that load with one call: ``config.json`` + ``model.safetensors``.
+
+    save_pretrained(encoder, "my-model", feature_set="m3bert324")   # writes my-model/config.json + weights
+    encoder = from_pretrained("my-model")                           # or a pre-training run folder (best checkpoint)
+    model = load_pretrained("my-model")                             # encoder + the front end it expects
+
+``config.json`` records the architecture (``M3BERTConfig``), the front end the encoder was trained on (feature set,
+sample rate in Hz, hop in samples), the pre-training crop length in frames (the natural window for long inputs) and
+the m3bert version that wrote it. Weights are safetensors: no pickle, so loading a downloaded model runs no code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from m3bert.common.files import write_bytes, write_json
+from m3bert.features import FEATURE_SETS, SpectralConfig, build_feature_extractor
+from m3bert.features.extractor import FeatureExtractor
+from m3bert.models.encoder import M3BERT, M3BERTConfig
+from m3bert.training import checkpoint
+
+FORMAT = "m3bert-encoder"
+FORMAT_VERSION = 1  # raise when config.json changes incompatibly; older readers then refuse newer folders
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class FrontEnd:
+    """The features an encoder reads: feature set name, input sample rate (Hz) and frame hop (samples)."""
+
+    feature_set: str
+    sample_rate: int = SpectralConfig.sample_rate
+    hop_length: int = SpectralConfig.hop_length
+
+    def __post_init__(self) -> None:
+        if self.feature_set not in FEATURE_SETS:
+            raise ValueError(f"unknown feature set {self.feature_set!r}; known: {sorted(FEATURE_SETS)}")
+        if self.sample_rate <= 0 or self.hop_length <= 0:
+            raise ValueError(f"sample_rate and hop_length must be positive, got {self.sample_rate}, {self.hop_length}")
+
+    @property
+    def feature_dim(self) -> int:
+        return feature_dim(self.feature_set)
+
+    @property
+    def frame_rate(self) -> float:
+        """Frames per second."""
+        return self.sample_rate / self.hop_length
+
+    def build(self, normalize: bool = True) -> FeatureExtractor:
+        return build_feature_extractor(
+            self.feature_set, self.sample_rate, normalize=normalize, hop_length=self.hop_length
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        # Derived values are written too, for people reading the file; loading ignores them.
+        return {**asdict(self), "feature_dim": self.feature_dim, "frame_rate": self.frame_rate}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FrontEnd:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+@dataclass
+class Pretrained:
+    """What :func:`load_pretrained` returns."""
+
+    encoder: M3BERT  # in eval mode, on the CPU unless map_location said otherwise
+    front_end: FrontEnd
+    training_frames: int | None  # frames per pre-training crop; None where the source does not record it
+    source: Path  # the folder or checkpoint file it was read from
+
+
+def feature_dim(feature_set: str) -> int:
+    """Columns of a registered feature set, without building its filterbanks."""
+    if feature_set not in FEATURE_SETS:
+        raise ValueError(f"unknown feature set {feature_set!r}; known: {sorted(FEATURE_SETS)}")
+    return next(reversed(FEATURE_SETS[feature_set].blocks.values())).stop
+
+
+def infer_feature_set(input_dim: int, where: str) -> str:
+    """The one registered feature set with ``input_dim`` columns; an error when none or several match."""
+    matches = [name for name in FEATURE_SETS if feature_dim(name) == input_dim]
+    if len(matches) != 1:
+        found = f"candidates: {', '.join(matches)}" if matches else "no registered feature set has that size"
+        raise ValueError(
+            f"{where}: cannot tell which features a {input_dim}-dim encoder reads ({found}); name them "
+            "(feature_set=... / features=...)"
+        )
+    return matches[0]
+
+
+def _check_fits(encoder: M3BERT, front_end: FrontEnd, where: str) -> None:
+    if front_end.feature_dim != encoder.config.input_dim:
+        raise ValueError(
+            f"{where}: feature-set mismatch: {front_end.feature_set} gives {front_end.feature_dim} "
+            f"channels per frame but the encoder takes {encoder.config.input_dim}"
+        )
+
+
+def save_pretrained(
+    encoder: M3BERT,
+    folder: str | Path,
+    feature_set: str | None = None,
+    sample_rate: int = SpectralConfig.sample_rate,
+    hop_length: int = SpectralConfig.hop_length,
+    training_frames: int | None = None,
+    source: str | None = None,
+) -> Path:
+    """Write ``encoder`` as ``folder/config.json`` + ``folder/model.safetensors`` (each atomically).
+
+    Args:
+        feature_set: the features the encoder was trained on; None infers it from ``input_dim`` (324: m3bert324,
+            128: logmel128). sample_rate: Hz. hop_length: samples per frame.
+        training_frames: frames per pre-training crop, used as the default window for long inputs.
+        source: where the weights came from (recorded for provenance only).
+    Returns:
+        the folder.
+    """
+    from m3bert import __version__  # here, not at the top: m3bert/__init__ may import this module
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"{folder}: exists and is not a folder; choose another output folder")
+    front_end = FrontEnd(
+        feature_set or infer_feature_set(encoder.config.input_dim, str(folder)), sample_rate, hop_length
+    )
+    _check_fits(encoder, front_end, str(folder))
+    from safetensors.torch import save as safetensors_bytes
+
+    state = {name: tensor.detach().cpu().contiguous() for name, tensor in encoder.state_dict().items()}
+    blob = safetensors_bytes(state, metadata={"format": "pt", "m3bert": FORMAT})
+    # Weights first, config last: a folder with a config.json always holds the weights that go with it.
+    write_bytes(blob, folder / WEIGHTS_FILE)
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "m3bert_version": __version__,
+        "architecture": encoder.config.to_dict(),
+        "features": front_end.to_dict(),
+        "training_frames": training_frames,
+        "source": source,
+    }
+    write_json(config, folder / CONFIG_FILE)
+    return folder
+
+
+def load_pretrained(
+    path: str | Path,
+    features: str | FrontEnd | None = None,
+    map_location: str | torch.device = "cpu",
+    key: str | None = None,
+) -> Pretrained:
+    """Load an exported model folder, or the best (else latest) checkpoint of a pre-training run: the one door to
+    a trained encoder, used by fine-tuning, probing, analysis, extraction and HEAR alike.
+
+    Args:
+        path: a folder written by :func:`save_pretrained` / ``python -m m3bert.export``, a pre-training run folder
+            (``checkpoints/best.pt`` or ``checkpoints/step_*.pt``) or a checkpoint file.
+        features: the feature set (name, or a full :class:`FrontEnd`) the caller expects. Where the source records
+            its own, a difference is an error; a run that records none takes this one (else the one feature set
+            whose size matches the encoder's input).
+        key: the config key ``path`` came from (``encoder.checkpoint``), named in errors.
+    Raises:
+        FileNotFoundError: ``path`` does not exist, or a folder lacks its weights.
+        ValueError: ``path`` is not an m3bert model, its files are corrupt, or the feature sets don't agree.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{_named(path, key)}: no such model folder or checkpoint")
+    if (path / CONFIG_FILE).is_file():
+        loaded = _load_folder(path, map_location)
+    elif path.is_file() or (path / "checkpoints").is_dir() or any(path.glob("*.pt")):
+        loaded = _load_run(path, features, map_location, key)
+    else:
+        raise ValueError(
+            f"{_named(path, key)}: not an m3bert model: expected an exported folder ({CONFIG_FILE} + {WEIGHTS_FILE}, "
+            "written by `python -m m3bert.export` or save_pretrained) or a pre-training run folder "
+            "(checkpoints/best.pt or checkpoints/step_*.pt)"
+        )
+    _check_expected(loaded.front_end, features, str(loaded.source))
+    _check_fits(loaded.encoder, loaded.front_end, str(loaded.source))
+    loaded.encoder.eval()
+    return loaded
+
+
+def from_pretrained(
+    path: str | Path, feature_set: str | None = None, map_location: str | torch.device = "cpu"
+) -> M3BERT:
+    """The encoder alone (in eval mode) of :func:`load_pretrained`; ``feature_set`` is checked if given."""
+    return load_pretrained(path, feature_set, map_location).encoder
+
+
+def _check_expected(front_end: FrontEnd, expected: str | FrontEnd | None, where: str) -> None:
+    if expected is None:
+        return
+    wanted = (
+        expected if isinstance(expected, FrontEnd) else FrontEnd(expected, front_end.sample_rate, front_end.hop_length)
+    )
+    if wanted != front_end:
+        raise ValueError(
+            f"{where}: feature-set mismatch: the model was trained on {front_end} but "
+            f"{wanted} was asked for; use features that match the model"
+        )
+
+
+def _load_folder(folder: Path, map_location) -> Pretrained:
+    config_file, weights_file = folder / CONFIG_FILE, folder / WEIGHTS_FILE
+    try:
+        config = json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{config_file}: not valid JSON ({err}); re-export the model") from err
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise ValueError(
+            f"{config_file}: not an m3bert model config (format is "
+            f"{config.get('format') if isinstance(config, dict) else None!r}, expected {FORMAT!r})"
+        )
+    if config.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(
+            f"{config_file}: written by a newer m3bert (format_version {config['format_version']} > "
+            f"{FORMAT_VERSION}); upgrade m3bert to load it"
+        )
+    try:
+        architecture = M3BERTConfig(**config["architecture"])
+        front_end = FrontEnd.from_dict(config["features"])
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"{config_file}: missing or unknown entries ({err}); re-export the model") from err
+    if not weights_file.is_file():
+        raise FileNotFoundError(f"{weights_file}: missing; the folder holds a config but no weights (re-export it)")
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(weights_file, device=str(map_location))
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"{weights_file}: unreadable weights ({err}); re-export the model") from err
+    encoder = M3BERT(architecture)
+    try:
+        encoder.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(f"{weights_file}: weights don't match the architecture in {CONFIG_FILE} ({err})") from err
+    return Pretrained(encoder.to(map_location), front_end, config.get("training_frames"), folder)
+
+
+def find_checkpoint(path: str | Path, key: str | None = None) -> Path:
+    """A checkpoint file, or the best (else the latest) checkpoint of a run folder."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    if (folder / "best.pt").is_file():
+        return folder / "best.pt"
+    found = checkpoint.step_checkpoints(folder) if folder.is_dir() else []
+    if not found:
+        raise FileNotFoundError(
+            f"{_named(path, key)}: no checkpoint there (expected an exported model folder, a .pt "
+            "file or a pre-training run folder with checkpoints/best.pt or checkpoints/step_*.pt)"
+        )
+    return found[-1]
+
+
+def _named(path: Path, key: str | None) -> str:
+    return f"{key}={path}" if key else str(path)
+
+
+def _load_run(path: Path, features: str | FrontEnd | None, map_location, key: str | None) -> Pretrained:
+    file = find_checkpoint(path, key)
+    state = checkpoint.load(file)  # tensors and plain values only (weights_only): a checkpoint runs no code
+    if not isinstance(state, dict) or "model_config" not in state or "model" not in state:
+        raise ValueError(
+            f"{file}: not an m3bert pre-training checkpoint (no model / model_config entries); give a "
+            "pre-training run folder, its checkpoint, or an exported model folder"
+        )
+    try:
+        encoder = M3BERT(M3BERTConfig(**state["model_config"]))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{file}: the architecture it records is not valid ({err})") from err
+    weights = {k.removeprefix("encoder."): v for k, v in state["model"].items() if k.startswith("encoder.")}
+    try:
+        encoder.load_state_dict(weights)
+    except RuntimeError as err:
+        raise ValueError(f"{file}: encoder weights don't match the architecture recorded with them ({err})") from err
+    config = state.get("config") or {}
+    recorded = config.get("features") or {}
+    if recorded.get("name"):
+        front_end = FrontEnd(
+            recorded["name"],
+            int(recorded.get("sample_rate", SpectralConfig.sample_rate)),
+            int(recorded.get("hop_length", SpectralConfig.hop_length)),
+        )
+    elif isinstance(features, FrontEnd):
+        front_end = features
+    else:
+        front_end = FrontEnd(features or infer_feature_set(encoder.config.input_dim, str(file)))
+    training_frames = (config.get("dataset") or {}).get("max_frames")
+    return Pretrained(encoder.to(map_location), front_end, int(training_frames) if training_frames else None, file)
+
+
+def fingerprint(encoder: M3BERT) -> str:
+    """sha256 of the architecture and every weight: tells whether two encoders compute the same thing."""
+    digest = hashlib.sha256(json.dumps(encoder.config.to_dict(), sort_keys=True).encode())
+    for name, tensor in sorted(encoder.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

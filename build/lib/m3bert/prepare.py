@@ -1,0 +1,319 @@
+"""Preparing a dataset, audio to feature files and manifests: ``python -m m3bert.prepare dataset=NAME``.
+
+Reads a dataset through its adapter (``dataset.source``), decodes audio in worker processes, computes features in
+batches (on the GPU when there is one) and writes
+
+- ``<out>/features/<track id>[.segNNN].npy``: ``(frames, feature_dim)`` float32, written atomically;
+- ``<out>/manifest.csv`` (every clip) and ``train.csv`` / ``valid.csv`` / ``test.csv`` (one per split);
+- ``<out>/failures.csv``: files that were too short, silent, unreadable or gave non-finite features, with the reason;
+- ``<out>/summary.json``: counts, audio hours, failures by reason, wall time.
+
+A rerun skips clips whose feature file is already there with the right shape, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import pandas as pd
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader, Dataset
+
+import m3bert.training.schemas  # noqa: F401  (registers the typed schemas before Hydra composes)
+from m3bert.adapters.base import SPLITS, Track
+from m3bert.adapters.splits import random_split
+from m3bert.common.configs import config_dir
+from m3bert.common.devices import resolve_device
+from m3bert.common.files import write_csv, write_json, write_npy
+from m3bert.features import AudioError, audio_info, build_feature_extractor, load_audio
+
+log = logging.getLogger(__name__)
+CLIP_POLICIES = ("first", "middle", "segments", "full")
+
+
+@dataclass
+class Excerpt:
+    """One manifest row to be: a stretch of a track's audio."""
+
+    track: Track
+    offset_s: float
+    duration_s: float | None  # None: to the end of the file
+    name: str  # feature file, relative to <out>
+    seconds: float  # length of the excerpt, from the file's header
+
+
+@dataclass
+class Decoded:
+    clip: Excerpt
+    audio: np.ndarray | None = None
+    error: str | None = None
+
+
+@dataclass
+class Outcome:
+    rows: list[dict] = field(default_factory=list)
+    failures: list[dict] = field(default_factory=list)
+    reused: int = 0
+    seconds: float = 0.0
+
+
+def plan_clips(
+    tracks: list[Track], policy: str, seconds: float, min_seconds: float
+) -> tuple[list[Excerpt], list[dict]]:
+    """Clips to extract under ``policy``, plus failures for tracks that can't give one (unreadable, too short).
+
+    ``first``/``middle``: the first or middle ``seconds`` of each track; ``segments``: consecutive ``seconds``-long
+    segments (a tail shorter than ``min_seconds`` is dropped); ``full``: the whole track.
+    """
+    if policy not in CLIP_POLICIES:
+        raise ValueError(f"clip.policy must be one of {CLIP_POLICIES}, got {policy!r}")
+    clips, failures = [], []
+    for track in tracks:
+        stem = f"features/{track.track_id}"
+        try:
+            duration = audio_info(track.audio).duration_s
+        except AudioError as err:
+            failures.append(failure(track, str(err)))
+            continue
+        if duration < min_seconds:
+            failures.append(failure(track, f"too short: {duration:.1f} s < clip.min_seconds={min_seconds:g}"))
+        elif policy == "full":
+            clips.append(Excerpt(track, 0.0, None, f"{stem}.npy", duration))
+        elif policy == "first":
+            clips.append(Excerpt(track, 0.0, seconds, f"{stem}.npy", min(seconds, duration)))
+        elif policy == "middle":
+            clips.append(
+                Excerpt(track, max(0.0, (duration - seconds) / 2), seconds, f"{stem}.npy", min(seconds, duration))
+            )
+        else:
+            count = max(1, math.floor(duration / seconds) + (duration % seconds >= min_seconds))
+            clips += [
+                Excerpt(track, i * seconds, seconds, f"{stem}.seg{i:03d}.npy", min(seconds, duration - i * seconds))
+                for i in range(count)
+            ]
+    return clips, failures
+
+
+def failure(track: Track, reason: str) -> dict:
+    return {"track_id": track.track_id, "audio": str(track.audio), "reason": reason}
+
+
+def assign_splits(tracks: list[Track], fractions, seed: int) -> dict[str, str]:
+    """track id -> split: the official split where the dataset has one, else a seeded random one by track, so all
+    segments of a track land in the same split."""
+    drawn = {t.track_id: t.split for t in random_split([t for t in tracks if t.split is None], fractions, seed)}
+    return {t.track_id: t.split or drawn[t.track_id] for t in tracks}
+
+
+class ClipAudio(Dataset):
+    """Decodes clips in DataLoader workers; errors come back as values so one bad file never stops the run."""
+
+    def __init__(self, clips: list[Excerpt], sample_rate: int, silence_threshold: float):
+        self.clips, self.sample_rate, self.silence_threshold = clips, sample_rate, silence_threshold
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int) -> Decoded:
+        clip = self.clips[i]
+        try:
+            audio = load_audio(clip.track.audio, self.sample_rate, offset_s=clip.offset_s, duration_s=clip.duration_s)
+        except AudioError as err:
+            return Decoded(clip, error=str(err))
+        if not np.isfinite(audio).all():
+            return Decoded(clip, error="audio contains NaN or inf samples")
+        if np.abs(audio).max(initial=0.0) < self.silence_threshold:
+            return Decoded(clip, error=f"silent: peak below {self.silence_threshold:g}")
+        return Decoded(clip, audio=audio)
+
+
+def existing_frames(path: Path, feature_dim: int) -> int | None:
+    """Frames of a feature file from an earlier run, if it is complete and of the right shape."""
+    try:
+        array = np.load(path, mmap_mode="r")
+    except (OSError, ValueError, EOFError):
+        return None
+    return array.shape[0] if array.ndim == 2 and array.shape[1] == feature_dim and array.shape[0] > 0 else None
+
+
+def save_features(path: Path, features: np.ndarray) -> None:
+    write_npy(features, path)
+
+
+def manifest_row(clip: Excerpt, frames: int, split: str) -> dict[str, Any]:
+    return {
+        "file_path": clip.name,
+        "length": frames,
+        "track_id": clip.track.track_id,
+        "split": split,
+        "audio": str(clip.track.audio),
+        "offset_s": clip.offset_s,
+        "duration_s": round(clip.seconds, 3),
+        **clip.track.labels,
+    }
+
+
+def write_features(
+    clips: list[Excerpt],
+    splits: dict[str, str],
+    extractor: torch.nn.Module,
+    out: Path,
+    *,
+    workers: int,
+    batch_size: int,
+    silence_threshold: float,
+    device: torch.device,
+    progress: bool,
+) -> Outcome:
+    from tqdm import tqdm
+
+    outcome = Outcome()
+    todo = []
+    for clip in clips:
+        frames = existing_frames(out / clip.name, extractor.feature_dim)
+        if frames is None:
+            todo.append(clip)
+        else:
+            outcome.rows.append(manifest_row(clip, frames, splits[clip.track.track_id]))
+            outcome.reused += 1
+    if outcome.reused:
+        log.info("Reusing %d feature files from an earlier run; %d clips to extract", outcome.reused, len(todo))
+    loader = DataLoader(
+        ClipAudio(todo, extractor.sample_rate, silence_threshold),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=list,
+    )
+    bar = tqdm(total=len(todo), unit="file", disable=not progress, dynamic_ncols=True, desc="features")
+    started = time.perf_counter()
+    for batch in loader:
+        good = [d for d in batch if d.audio is not None]
+        outcome.failures += [failure(d.clip.track, d.error) for d in batch if d.error is not None]
+        if good:
+            lengths = torch.tensor([len(d.audio) for d in good])
+            waves = torch.zeros(len(good), int(lengths.max()))
+            for row, d in enumerate(good):
+                waves[row, : len(d.audio)] = torch.from_numpy(d.audio)
+            with torch.no_grad():
+                features, frame_lengths = extractor(waves.to(device), lengths.to(device))
+            features, frame_lengths = features.float().cpu().numpy(), frame_lengths.cpu().tolist()
+            for row, d in enumerate(good):
+                values = features[row, : frame_lengths[row]]
+                if not np.isfinite(values).all():  # never saved: it would poison every batch it lands in
+                    outcome.failures.append(failure(d.clip.track, "features contain NaN or inf"))
+                    continue
+                save_features(out / d.clip.name, values)
+                seconds = len(d.audio) / extractor.sample_rate
+                outcome.seconds += seconds
+                outcome.rows.append(manifest_row(d.clip, len(values), splits[d.clip.track.track_id]))
+        bar.update(len(batch))
+        elapsed = max(time.perf_counter() - started, 1e-9)
+        bar.set_postfix(
+            files_s=f"{bar.n / elapsed:.1f}",
+            audio_h_s=f"{outcome.seconds / 3600 / elapsed:.3f}",
+            failed=len(outcome.failures),
+        )
+    bar.close()
+    return outcome
+
+
+def write_table(rows: list[dict], path: Path, columns: list[str] | None = None) -> None:
+    table = pd.DataFrame(rows, columns=columns)
+    write_csv(table, path)
+
+
+def prepare(cfg: DictConfig) -> dict[str, Any]:
+    """Run the extraction that ``cfg`` describes; returns the summary also written to ``<out>/summary.json``."""
+    started = time.perf_counter()
+    out = Path(cfg.out)
+    tracks: list[Track] = list(instantiate(cfg.dataset.source))
+    if cfg.limit:
+        tracks = tracks[: cfg.limit]
+    if not tracks:
+        raise ValueError(f"dataset {cfg.dataset.source.root}: the adapter found no audio files")
+    ids = Counter(t.track_id for t in tracks)
+    if len(ids) < len(tracks):
+        raise ValueError(f"duplicate track ids, e.g. {ids.most_common(1)[0][0]!r}: feature files would collide")
+    device = resolve_device(cfg.device)
+    extractor = (
+        build_feature_extractor(cfg.features.name, cfg.features.sample_rate, hop_length=cfg.features.hop_length)
+        .to(device)
+        .eval()
+    )
+    if extractor.feature_dim != cfg.dataset.feature_dim:
+        raise ValueError(
+            f"features give {extractor.feature_dim} channels but dataset.feature_dim="
+            f"{cfg.dataset.feature_dim}; set them to agree"
+        )
+    log.info(
+        "%d tracks from %s -> %s (%s features on %s)", len(tracks), cfg.dataset.source.root, out, extractor.name, device
+    )
+
+    clips, failures = plan_clips(tracks, cfg.clip.policy, cfg.clip.seconds, cfg.clip.min_seconds)
+    splits = assign_splits(tracks, list(cfg.split.fractions), cfg.split.seed)
+    outcome = write_features(
+        clips,
+        splits,
+        extractor,
+        out,
+        workers=cfg.workers,
+        batch_size=cfg.batch_size,
+        silence_threshold=cfg.silence_threshold,
+        device=device,
+        progress=cfg.progress,
+    )
+    failures += outcome.failures
+
+    rows = sorted(outcome.rows, key=lambda r: r["file_path"])
+    columns = list(dict.fromkeys(key for row in rows for key in row))  # a label only some clips carry included
+    write_table(rows, out / "manifest.csv", columns)
+    for split in SPLITS:
+        write_table([r for r in rows if r["split"] == split], out / f"{split}.csv", columns)
+    write_table(failures, out / "failures.csv", columns=["track_id", "audio", "reason"])
+    reasons = Counter(f["reason"].split(":")[0] for f in failures)
+    summary = {
+        "dataset": cfg.dataset.source._target_,
+        "features": extractor.name,
+        "feature_dim": extractor.feature_dim,
+        "tracks": len(tracks),
+        "clips": len(rows),
+        "reused": outcome.reused,
+        "failures": len(failures),
+        "failures_by_reason": dict(reasons),
+        "splits": dict(Counter(r["split"] for r in rows)),
+        "audio_hours": sum(r["duration_s"] for r in rows) / 3600,
+        "extracted_audio_hours": outcome.seconds / 3600,
+        "wall_time_s": time.perf_counter() - started,
+        "clip_policy": cfg.clip.policy,
+        "device": str(device),
+    }
+    write_json(summary, out / "summary.json")
+    log.info(
+        "%d clips (%.2f h of audio, %d reused), %d failures%s; manifests in %s",
+        len(rows),
+        summary["audio_hours"],
+        outcome.reused,
+        len(failures),
+        f" ({dict(reasons)}, see failures.csv)" if failures else "",
+        out,
+    )
+    return summary
+
+
+@hydra.main(config_path=config_dir(), config_name="prepare", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    prepare(cfg)
+
+
+if __name__ == "__main__":
+    main()

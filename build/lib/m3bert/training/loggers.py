@@ -1,0 +1,95 @@
+"""Experiment loggers behind one small interface: W&B (offline by default), TensorBoard, or nothing.
+
+The trainer always keeps its own ``log.jsonl`` in the run folder; these loggers are for dashboards. Only rank zero
+creates one.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+import matplotlib.figure
+
+
+class Logger:
+    """Does nothing; the interface every logger implements."""
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        pass
+
+    def log_figure(self, key: str, figure: matplotlib.figure.Figure, step: int) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+class WandbLogger(Logger):
+    """Weights & Biases; ``mode=offline`` (the default) writes to the run folder and syncs later with
+    ``wandb sync``. A resumed run continues the same W&B run (its id is kept in the run folder)."""
+
+    def __init__(
+        self,
+        run_dir: str,
+        hparams: dict,
+        name: str,
+        group: str,
+        project: str = "m3bert",
+        entity: str | None = None,
+        mode: str = "offline",
+        tags: list[str] | None = None,
+        job_type: str = "pretrain",
+    ):
+        import wandb  # imported here: it is slow to import and unused by the other loggers
+
+        id_file = Path(run_dir) / "wandb_id.txt"
+        run_id = id_file.read_text().strip() if id_file.exists() else secrets.token_hex(4)
+        id_file.write_text(run_id)
+        os.environ.setdefault("WANDB_SILENT", "true")
+        self.run = wandb.init(
+            project=project,
+            entity=entity,
+            mode=mode,
+            dir=run_dir,
+            name=name,
+            group=group,
+            config=hparams,
+            tags=list(tags or []),
+            job_type=job_type,
+            id=run_id,
+            resume="allow",
+        )
+        self._wandb = wandb
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        self.run.log(metrics, step=step)
+
+    def log_figure(self, key: str, figure: matplotlib.figure.Figure, step: int) -> None:
+        self.run.log({key: self._wandb.Image(figure)}, step=step)
+
+    def finish(self) -> None:
+        self.run.finish()
+
+
+class TensorBoardLogger(Logger):
+    def __init__(self, run_dir: str, **_: Any):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        for key, value in metrics.items():
+            self.writer.add_scalar(key, value, step)
+
+    def log_figure(self, key: str, figure: matplotlib.figure.Figure, step: int) -> None:
+        self.writer.add_figure(key, figure, step, close=False)
+
+    def finish(self) -> None:
+        self.writer.close()
+
+
+def no_logger(**_: Any) -> Logger:
+    return Logger()
