@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from m3bert.common.errors import reports_errors
 from m3bert.common.files import write_json
 
 
@@ -59,4 +60,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    reports_errors(main)()
