@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import CONF, ROOT, TINY, make_config
+from conftest import CONF, ROOT, TINY, make_config, task_overrides
 from hydra import compose, initialize_config_dir
 
 from m3bert.common import files
 from m3bert.common.errors import ConfigError, DiskFullError, user_message
+from m3bert.data.manifest import ManifestError
 from m3bert.extract import extract
 from m3bert.features.synth import synthetic_music
 from m3bert.inference.pretrained import load_pretrained, save_pretrained
@@ -146,6 +147,16 @@ def test_loading_a_damaged_checkpoint_as_a_model_names_the_file_and_the_key(tmp_
         load_pretrained(bad, key="encoder.checkpoint")
 
 
+def test_a_random_bytes_encoder_checkpoint_names_the_key(tmp_path):
+    bad = tmp_path / "rand.pt"
+    DAMAGE["random bytes"](bad)
+    overrides = ["+experiment=finetune_gtzan", *TINY, "trainer.batch_size=4", f"encoder.checkpoint={bad}"]
+    cfg = make_config(*overrides, *task_overrides(make_config(*overrides), tmp_path / "data"))
+    with pytest.raises(Exception) as caught:  # noqa: B017 (instantiate wraps it; the message is what counts)
+        run(cfg, tmp_path / "run")
+    assert user_message(caught.value).startswith(f"encoder.checkpoint={bad}: cannot read the checkpoint")
+
+
 def test_export_of_a_random_bytes_checkpoint_is_one_line(tmp_path):
     run_dir = tmp_path / "run"
     (run_dir / "checkpoints").mkdir(parents=True)
@@ -197,6 +208,19 @@ def test_numpy_short_write_counts_as_a_full_disk(tmp_path, monkeypatch):
     monkeypatch.setattr(files.np, "save", short_write)
     with pytest.raises(DiskFullError, match=r"features\.npy: no space left"):
         files.write_npy(np.zeros((3, 2)), tmp_path / "features.npy")
+
+
+@pytest.mark.parametrize("free", [True, False])
+def test_torch_saves_short_write_counts_as_a_full_disk_only_when_the_disk_is_full(tmp_path, monkeypatch, free):
+    def zip_writer_error(state, handle):
+        handle.write(b"PK")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 278400 vs 278288")
+
+    monkeypatch.setattr(checkpoint.torch, "save", zip_writer_error)
+    monkeypatch.setattr(files, "nearly_full", lambda folder: not free)
+    with pytest.raises(RuntimeError if free else DiskFullError):
+        checkpoint.save({"step": 1}, tmp_path / "step_0000001.pt")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_disk_full_at_a_checkpoint_names_it_and_keeps_the_earlier_ones(tmp_path, monkeypatch):
@@ -400,6 +424,22 @@ def test_a_traceback_when_asked_for(tmp_path):
         env={"M3BERT_EXPERIMENTS": str(tmp_path), "M3BERT_DEBUG": "1"},
     )
     assert done.returncode != 0 and "Traceback" in done.stderr and "trainer.grad_accum=0" in done.stderr
+
+
+class BrokenClips(torch.utils.data.Dataset):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        raise ManifestError(f"data/x/train.csv, row {i + 2} (features/a.npy): feature file is missing")
+
+
+def test_an_error_in_a_data_loading_worker_is_reported_as_its_own_one_line():
+    loader = torch.utils.data.DataLoader(BrokenClips(), num_workers=1)
+    with pytest.raises(ManifestError) as caught:
+        next(iter(loader))
+    assert "Traceback" in str(caught.value)  # torch puts the worker's traceback into the message
+    assert user_message(caught.value) == "data/x/train.csv, row 2 (features/a.npy): feature file is missing"
 
 
 # ------------------------------------------------------------------------------------------ kill -9

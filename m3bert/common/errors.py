@@ -20,6 +20,7 @@ from typing import Any
 DEBUG_ENV = "M3BERT_DEBUG"
 EXIT_USER_ERROR = 2
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+WORKER_TRACEBACK = "Original Traceback (most recent call last)"  # torch.utils.data's re-raised worker errors
 
 
 class UserError(Exception):
@@ -59,8 +60,11 @@ def debug_requested() -> bool:
 
 def user_message(err: BaseException) -> str | None:
     """The one-line report of ``err`` if it is bad input rather than a bug, else None."""
+    from hydra.errors import InstantiationException
     from omegaconf.errors import MissingMandatoryValue
 
+    if isinstance(err, InstantiationException) and err.__cause__ is not None:
+        return user_message(err.__cause__)  # what the built object raised (instantiate wraps it)
     if isinstance(err, MissingMandatoryValue):
         key = err.full_key or "a required key"
         message = f"{key}: no value given; set {key}=... on the command line"
@@ -72,6 +76,11 @@ def user_message(err: BaseException) -> str | None:
         message = f"{err.filename}: {err.strerror}" if err.filename else str(err)
     else:
         return None
+    if WORKER_TRACEBACK in message:
+        # Re-raised from a DataLoader worker: the message carries the worker's traceback; its last line is the
+        # original "ManifestError: <message>".
+        last = message.strip().splitlines()[-1]
+        message = last.split(": ", 1)[1] if ": " in last else last
     return " ".join(message.split()) or type(err).__name__
 
 

@@ -45,10 +45,22 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> N
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException as err:
+        # torch.save's zip writer reports a full disk as "unexpected pos N vs M" (a RuntimeError, no errno): the
+        # file system's free space, looked at before the partial file is deleted, tells.
+        full = is_disk_full(err) or (isinstance(err, (OSError, RuntimeError)) and nearly_full(path.parent))
         Path(tmp).unlink(missing_ok=True)
-        if is_disk_full(err) and not isinstance(err, DiskFullError):
+        if full and not isinstance(err, DiskFullError):
             raise DiskFullError(path) from err
         raise
+
+
+def nearly_full(folder: str | os.PathLike, margin: int = 1 << 20) -> bool:
+    """Whether the file system of ``folder`` has less than ``margin`` bytes left for this user."""
+    try:
+        stat = os.statvfs(folder)
+    except (OSError, AttributeError):  # AttributeError: no statvfs (Windows)
+        return False
+    return stat.f_bavail * stat.f_frsize < margin
 
 
 def write_bytes(data: bytes, path: str | os.PathLike) -> None:

@@ -277,7 +277,8 @@ def _load_run(path: Path, features: str | FrontEnd | None, map_location, key: st
     except checkpoint.CheckpointError as err:
         if key is None:
             raise
-        raise checkpoint.CheckpointError(f"{key}={path}: {err}") from err
+        reason = str(err).removeprefix(f"{file}: ") if file == path else str(err)
+        raise checkpoint.CheckpointError(f"{key}={path}: {reason}") from err
     if not isinstance(state, dict) or "model_config" not in state or "model" not in state:
         raise ValueError(
             f"{_named(path, key) + ': ' if key else ''}{file}: not an m3bert pre-training checkpoint (no model / "

@@ -53,7 +53,7 @@ def load(path: Path, map_location: str | torch.device = "cpu", required: tuple[s
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:
         raise CheckpointError(
             f"{path}: cannot read the checkpoint ({_reason(err)}); it is empty, truncated or not a checkpoint: "
-            "use another one (a run folder resumes from its previous checkpoint by itself)"
+            "use another one"
         ) from err
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: not an m3bert checkpoint (a {type(state).__name__}, not a dict)")
