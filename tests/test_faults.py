@@ -123,6 +123,18 @@ DAMAGE = {
 
 
 @pytest.mark.parametrize("damage", DAMAGE)
+def test_every_kind_of_damaged_checkpoint_is_refused_naming_the_file(tmp_path, damage):
+    path = tmp_path / "step_0000004.pt"
+    checkpoint.save({"model": {}, "step": 4}, path)
+    DAMAGE[damage](path)
+    with pytest.raises(checkpoint.CheckpointError, match=f"^{path}: (cannot read|not an m3bert)"):
+        checkpoint.load(path, required=checkpoint.TRAINING_KEYS)
+
+
+# One kind in the default suite (the resume loop treats every CheckpointError alike), all of them in `slow`.
+@pytest.mark.parametrize(
+    "damage", [d if d == "random bytes" else pytest.param(d, marks=pytest.mark.slow) for d in DAMAGE]
+)
 def test_an_unreadable_latest_checkpoint_is_set_aside_and_the_one_before_used(
     straight, tmp_path, caplog, monkeypatch, damage
 ):
