@@ -33,7 +33,8 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from m3bert.common.configs import config_dir
+from m3bert.common.configs import Rule, check_config, config_dir
+from m3bert.common.errors import reports_errors
 from m3bert.common.figures import save_figure
 from m3bert.common.files import write_csv, write_json, write_npz
 from m3bert.extract import assign_ids, find_inputs
@@ -266,6 +267,7 @@ def _representations(cfg: DictConfig) -> Representations:
     layers = OmegaConf.to_object(cfg.layers) if OmegaConf.is_config(cfg.layers) else cfg.layers
     return Representations.from_pretrained(
         cfg.model_path,
+        key="model_path",
         layers=layers,
         window_frames=cfg.window.frames,
         overlap_frames=cfg.window.overlap_frames,
@@ -436,8 +438,26 @@ ANALYSES: dict[str, Callable[[DictConfig, Path], dict[str, Any]]] = {
 }
 
 
+ANALYZE_RULES = {
+    "max_clips": Rule(low=1, optional=True),
+    "max_seconds": Rule(low=0, low_open=True, optional=True),
+    "window.frames": Rule(low=1, optional=True),
+    "window.overlap_frames": Rule(low=0, optional=True),
+    "batch_size": Rule(low=1),
+    "correlation.top_k": Rule(low=1),
+    "correlation.per_layer_k": Rule(low=1),
+    "attention.offset_s": Rule(low=0),
+}
+
+
+def check_analyze_config(cfg: DictConfig) -> None:
+    """Check a composed ``analyze`` config before anything runs; a ConfigError names the first bad key."""
+    check_config(cfg, ANALYZE_RULES)
+
+
 def analyze(cfg: DictConfig) -> dict[str, Any]:
     """Run ``cfg.analyses`` in order; returns {analysis: summary}, also written to ``out/analyses.json``."""
+    check_analyze_config(cfg)
     unknown = [a for a in cfg.analyses if a not in ANALYSES]
     if unknown:
         raise ValueError(f"unknown analyses {unknown}; choose from {sorted(ANALYSES)}")
@@ -451,6 +471,7 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
 
 
 @hydra.main(config_path=config_dir(), config_name="analyze", version_base="1.3")
+@reports_errors
 def main(cfg: DictConfig) -> None:
     analyze(cfg)
 

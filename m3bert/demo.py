@@ -23,6 +23,7 @@ from hydra import compose, initialize_config_dir
 
 import m3bert.training.schemas  # noqa: F401  (registers the typed schemas)
 from m3bert.common.configs import config_dir
+from m3bert.common.errors import reports_errors
 from m3bert.common.files import write_csv, write_json, write_text
 from m3bert.prepare import prepare
 from m3bert.report import markdown_table
@@ -131,4 +132,4 @@ def write_report(
 
 
 if __name__ == "__main__":
-    main()
+    reports_errors(main)()

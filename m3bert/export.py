@@ -17,6 +17,7 @@ import hydra
 from omegaconf import DictConfig
 
 from m3bert.common.configs import config_dir
+from m3bert.common.errors import reports_errors
 from m3bert.features import SpectralConfig
 from m3bert.inference.pretrained import FrontEnd, load_pretrained, save_pretrained
 
@@ -61,6 +62,7 @@ def export(run: str | Path, out: str | Path, features: FrontEnd | str | None = N
 
 
 @hydra.main(config_path=config_dir(), config_name="export", version_base="1.3")
+@reports_errors
 def main(cfg: DictConfig) -> None:
     export(cfg.run, cfg.out, front_end_of(cfg.get("features")))
 

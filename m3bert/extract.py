@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -39,8 +40,9 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from m3bert.common.configs import config_dir
-from m3bert.common.files import write_csv, write_json, write_npy, write_npz
+from m3bert.common.configs import Rule, check_config, config_dir
+from m3bert.common.errors import DiskFullError, reports_errors
+from m3bert.common.files import remove_stale_temp_files, reserve, write_csv, write_json, write_npy, write_npz
 from m3bert.features import AudioError, audio_info
 from m3bert.inference.pretrained import fingerprint
 from m3bert.inference.representations import Representations
@@ -60,6 +62,35 @@ SETTINGS_KEYS = (
     "segment_seconds",
     "context_seconds",
 )
+SCRATCH_PREFIX = ".scratch-"
+EXTRACT_RULES = {
+    "window.frames": Rule(low=1, optional=True),
+    "window.overlap_frames": Rule(low=0, optional=True),
+    "segment.seconds": Rule(low=0, low_open=True),
+    "segment.context_seconds": Rule(low=0),
+    "batch_size": Rule(low=1),
+    "dtype": Rule(choices=("auto", "float32", "bfloat16", "float16")),
+    "output_dtype": Rule(choices=("float32", "float16")),
+    "format": Rule(choices=("npy", "npz")),
+}
+
+
+def check_extract_config(cfg: DictConfig) -> None:
+    """Check a composed ``extract`` config before the model is loaded (also run by Hydra before it writes
+    anything); a ConfigError names the first bad key as on the command line."""
+    check_config(cfg, EXTRACT_RULES)
+
+
+def remove_leftovers(out: Path) -> None:
+    """Delete what a killed run left in ``out``: its scratch folder and half-written ``.tmp`` files."""
+    stale = [p for p in out.glob(f"{SCRATCH_PREFIX}*") if p.is_dir()] if out.is_dir() else []
+    for folder in stale:
+        shutil.rmtree(folder, ignore_errors=True)
+    for sub in ("frames", "mean", "max"):
+        stale += remove_stale_temp_files(out / sub, recursive=True)
+    stale += remove_stale_temp_files(out)
+    for path in stale:
+        log.warning("Removed %s, left by an interrupted run", path)
 
 
 def find_inputs(spec: str | os.PathLike, extensions: list[str], column: str = "audio") -> tuple[list[Path], Path]:
@@ -154,8 +185,10 @@ def encode_to_disk(
     if frames_path is not None:
         frames_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = frames_path.parent / f".{frames_path.name}.{os.getpid()}.tmp"
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(layers, tokens, hidden))
     try:
+        if tmp is not None:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(layers, tokens, hidden))
+            reserve(tmp)  # a full disk is then an error here, not a SIGBUS when the map is written
         for start, states in rep.stream(features):
             chunk = states.float().cpu().numpy()
             total += chunk.sum(1, dtype=np.float64)
@@ -259,16 +292,14 @@ def _as_layers(spec):
 
 def extract(cfg: DictConfig) -> dict[str, Any]:
     """Run the extraction ``cfg`` describes (see conf/extract.yaml); returns the summary also in extract.json."""
+    check_extract_config(cfg)
     started = time.perf_counter()
     out = Path(cfg.output)
-    if cfg.format not in ("npy", "npz"):
-        raise ValueError(f"format must be npy or npz, got {cfg.format!r}")
     output_dtype = np.dtype(cfg.output_dtype)
-    if output_dtype not in (np.float32, np.float16):
-        raise ValueError(f"output_dtype must be float32 or float16, got {cfg.output_dtype!r}")
     files, root = find_inputs(cfg.input, list(cfg.extensions), cfg.manifest_column)
     rep = Representations.from_pretrained(
         cfg.model_path,
+        key="model_path",
         layers=_as_layers(cfg.layers),
         window_frames=cfg.window.frames,
         overlap_frames=cfg.window.overlap_frames,
@@ -281,6 +312,7 @@ def extract(cfg: DictConfig) -> dict[str, Any]:
     settings = settings_of(rep, cfg)
     check_resumable(out, settings, cfg.overwrite)
     out.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(out)
     outputs = Outputs(out, cfg.frame_level)
     ids, failures = assign_ids(files, root)
     todo = [f for f in ids if cfg.overwrite or not outputs.done(ids[f])]
@@ -304,7 +336,7 @@ def extract(cfg: DictConfig) -> dict[str, Any]:
     audio_seconds = 0.0
     bar = tqdm(total=len(todo), unit="file", disable=not cfg.progress, dynamic_ncols=True, desc="embeddings")
     try:
-        with tempfile.TemporaryDirectory(prefix=".scratch-", dir=out) as scratch:
+        with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX, dir=out) as scratch:
             for file in todo:
                 id_ = ids[file]
                 outputs.remove(id_)
@@ -317,8 +349,8 @@ def extract(cfg: DictConfig) -> dict[str, Any]:
                     save_array(outputs.pooled(id_, "mean"), mean.astype(output_dtype))
                     save_array(outputs.pooled(id_, "max"), peak.astype(output_dtype))
                     audio_seconds += seconds
-                except torch.OutOfMemoryError:
-                    raise  # not a property of the file: lower batch_size or window.frames instead
+                except (torch.OutOfMemoryError, DiskFullError):
+                    raise  # not a property of the file: lower batch_size or window.frames, or free disk space
                 except (AudioError, OSError, ValueError, RuntimeError) as err:
                     reason = f"{type(err).__name__}: {err}"
                     failures.append({"audio": str(file), "id": id_, "reason": reason})
@@ -358,6 +390,7 @@ def extract(cfg: DictConfig) -> dict[str, Any]:
 
 
 @hydra.main(config_path=config_dir(), config_name="extract", version_base="1.3")
+@reports_errors
 def main(cfg: DictConfig) -> None:
     extract(cfg)
 

@@ -34,15 +34,40 @@ from torch.utils.data import DataLoader, Dataset
 
 import m3bert.training.schemas  # noqa: F401  (registers the typed schemas before Hydra composes)
 from m3bert.adapters.base import SPLITS, Track
-from m3bert.adapters.splits import random_split
-from m3bert.common.configs import config_dir
+from m3bert.adapters.splits import check_fractions, random_split
+from m3bert.common.configs import Rule, check_config, config_dir
 from m3bert.common.devices import resolve_device
-from m3bert.common.files import write_bytes, write_csv, write_json, write_npy
+from m3bert.common.errors import ConfigError, reports_errors
+from m3bert.common.files import remove_stale_temp_files, write_bytes, write_csv, write_json, write_npy
 from m3bert.data.validation import check_finite, check_shape, manifest_key, record_validated
 from m3bert.features import AudioError, audio_info, build_feature_extractor, load_audio
 
 log = logging.getLogger(__name__)
 CLIP_POLICIES = ("first", "middle", "segments", "full")
+PREPARE_RULES = {
+    "dtype": Rule(choices=("float32", "float16")),
+    "clip.policy": Rule(choices=CLIP_POLICIES),
+    "clip.seconds": Rule(low=0, low_open=True),
+    "clip.min_seconds": Rule(low=0),
+    "silence_threshold": Rule(low=0),
+    "workers": Rule(low=0),
+    "batch_size": Rule(low=1),
+    "limit": Rule(low=1, optional=True),
+    "dataset.feature_dim": Rule(low=1),
+}
+
+
+def check_prepare_config(cfg: DictConfig) -> None:
+    """Check a composed ``prepare`` config before any audio is read (also run by Hydra before it writes anything).
+
+    Raises:
+        ConfigError: naming the first bad key as on the command line.
+    """
+    check_config(cfg, PREPARE_RULES)
+    try:
+        check_fractions(cfg.split.fractions)
+    except ValueError as err:
+        raise ConfigError(f"split.fractions={list(cfg.split.fractions)}: {err}") from err
 
 
 @dataclass
@@ -265,9 +290,11 @@ def feature_dtype(name: str) -> np.dtype:
 
 def prepare(cfg: DictConfig) -> dict[str, Any]:
     """Run the extraction that ``cfg`` describes; returns the summary also written to ``<out>/summary.json``."""
+    check_prepare_config(cfg)
     started = time.perf_counter()
     out = Path(cfg.out)
-    feature_dtype(cfg.dtype)  # a bad value fails before any decoding
+    for stale in remove_stale_temp_files(out / "features", recursive=True) + remove_stale_temp_files(out):
+        log.warning("Removed %s, a partial file of an interrupted run", stale)
     tracks: list[Track] = list(instantiate(cfg.dataset.source))
     if cfg.limit:
         tracks = tracks[: cfg.limit]
@@ -345,6 +372,7 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
 
 
 @hydra.main(config_path=config_dir(), config_name="prepare", version_base="1.3")
+@reports_errors
 def main(cfg: DictConfig) -> None:
     prepare(cfg)
 

@@ -13,9 +13,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-import m3bert.training.schemas  # noqa: F401  (registers the typed schemas before Hydra composes)
 from m3bert.common.configs import config_dir
+from m3bert.common.errors import reports_errors
 from m3bert.training import distributed
+from m3bert.training.schemas import check_train_config  # (importing it registers the typed schemas)
 from m3bert.training.trainer import Trainer
 
 
@@ -29,10 +30,12 @@ def fit(cfg: DictConfig, run_dir: str | Path) -> dict:
 
 def run(cfg: DictConfig, run_dir: str | Path) -> dict:
     """Run the stage the config selects (``stage``: training by default, probing for the ``probe`` recipe)."""
+    check_train_config(cfg)
     return instantiate(cfg.stage)(cfg, run_dir)
 
 
 @hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
+@reports_errors
 def main(cfg: DictConfig) -> float | None:
     import os
 

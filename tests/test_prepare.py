@@ -192,5 +192,5 @@ def test_float16_storage_halves_the_files_within_float16_rounding(audio_tree, tm
     assert clip.dtype == torch.float32 and torch.equal(clip, torch.from_numpy(half.astype(np.float32)))
     # A rerun with the other dtype extracts again rather than reusing files of the wrong dtype.
     assert prepare(prepare_config(*args, f"out={tmp_path / 'f16'}"))["reused"] == 0
-    with pytest.raises(ValueError, match="dtype must be float32 or float16"):
+    with pytest.raises(ValueError, match="dtype=int8: must be one of float32, float16"):
         prepare(prepare_config(*args, f"out={tmp_path / 'f16'}", "dtype=int8"))

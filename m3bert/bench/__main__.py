@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from m3bert.common.devices import native_bf16
+from m3bert.common.errors import reports_errors
 from m3bert.common.files import write_json
 
 
@@ -70,4 +71,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    reports_errors(main)()

@@ -15,14 +15,25 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from m3bert.common.errors import DiskFullError, is_disk_full
+
 TEMP_SUFFIX = ".tmp"
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> None:
-    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it over ``path``."""
+    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it over ``path``.
+
+    Raises:
+        DiskFullError: no space left; ``path`` keeps its earlier content and no temporary file remains.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    except OSError as err:
+        if is_disk_full(err):
+            raise DiskFullError(path) from err
+        raise
     # mkstemp makes the file private (0600); give it the permissions an ordinary new file gets.
     umask = os.umask(0)
     os.umask(umask)
@@ -33,9 +44,23 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> N
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
+        # torch.save's zip writer reports a full disk as "unexpected pos N vs M" (a RuntimeError, no errno): the
+        # file system's free space, looked at before the partial file is deleted, tells.
+        full = is_disk_full(err) or (isinstance(err, (OSError, RuntimeError)) and nearly_full(path.parent))
         Path(tmp).unlink(missing_ok=True)
+        if full and not isinstance(err, DiskFullError):
+            raise DiskFullError(path) from err
         raise
+
+
+def nearly_full(folder: str | os.PathLike, margin: int = 1 << 20) -> bool:
+    """Whether the file system of ``folder`` has less than ``margin`` bytes left for this user."""
+    try:
+        stat = os.statvfs(folder)
+    except (OSError, AttributeError):  # AttributeError: no statvfs (Windows)
+        return False
+    return stat.f_bavail * stat.f_frsize < margin
 
 
 def write_bytes(data: bytes, path: str | os.PathLike) -> None:
@@ -63,10 +88,50 @@ def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     atomic_write(path, lambda handle: np.savez(handle, **arrays))
 
 
-def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
-    """Delete the temporary files that :func:`atomic_write` calls killed mid-write left in ``folder``."""
+def append_text(text: str, path: str | os.PathLike) -> None:
+    """Append to a log file (``log.jsonl``); a line cut short by a kill or a full disk is dropped by its reader.
+
+    Raises:
+        DiskFullError: no space left.
+    """
+    try:
+        with open(path, "a") as handle:
+            handle.write(text)
+    except OSError as err:
+        if is_disk_full(err):
+            raise DiskFullError(path) from err
+        raise
+
+
+def reserve(path: str | os.PathLike) -> None:
+    """Allocate the blocks of a (sparse) file up front, so that a full disk is an error now rather than a SIGBUS
+    when a memory map of the file is written later (Linux; a no-op where ``posix_fallocate`` is missing).
+
+    Raises:
+        DiskFullError: no space left for the whole file.
+    """
+    if not hasattr(os, "posix_fallocate"):
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        size = os.fstat(fd).st_size
+        if size:
+            os.posix_fallocate(fd, 0, size)
+    except OSError as err:
+        if is_disk_full(err):
+            raise DiskFullError(path) from err
+        raise
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temp_files(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """Delete the temporary files that :func:`atomic_write` calls killed mid-write left in ``folder`` (and its
+    subfolders with ``recursive``). Only for a folder that one run writes at a time: another run's temporary files
+    would go too."""
     folder = Path(folder)
-    stale = sorted(folder.glob(f".*{TEMP_SUFFIX}")) if folder.is_dir() else []
+    pattern = f"**/.*{TEMP_SUFFIX}" if recursive else f".*{TEMP_SUFFIX}"
+    stale = sorted(p for p in folder.glob(pattern) if p.is_file()) if folder.is_dir() else []
     for path in stale:
         path.unlink(missing_ok=True)
     return stale

@@ -272,10 +272,17 @@ def _named(path: Path, key: str | None) -> str:
 
 def _load_run(path: Path, features: str | FrontEnd | None, map_location, key: str | None) -> Pretrained:
     file = find_checkpoint(path, key)
-    state = checkpoint.load(file)  # tensors and plain values only (weights_only): a checkpoint runs no code
+    try:
+        state = checkpoint.load(file)  # tensors and plain values only (weights_only): a checkpoint runs no code
+    except checkpoint.CheckpointError as err:
+        if key is None:
+            raise
+        reason = str(err).removeprefix(f"{file}: ") if file == path else str(err)
+        raise checkpoint.CheckpointError(f"{key}={path}: {reason}") from err
     if not isinstance(state, dict) or "model_config" not in state or "model" not in state:
         raise ValueError(
-            f"{file}: not an m3bert pre-training checkpoint (no model / model_config entries); give a "
+            f"{_named(path, key) + ': ' if key else ''}{file}: not an m3bert pre-training checkpoint (no model / "
+            "model_config entries); give a "
             "pre-training run folder, its checkpoint, or an exported model folder"
         )
     try:

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from m3bert.common.devices import resolve_device, resolve_dtype
+from m3bert.common.files import reserve
 from m3bert.features import audio_info, load_audio
 from m3bert.features.audio import expected_length
 from m3bert.inference.pretrained import FrontEnd, load_pretrained
@@ -204,9 +205,12 @@ class Representations(nn.Module):
         self.eval()
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, features: str | FrontEnd | None = None, **kwargs) -> Representations:
-        """Load :func:`m3bert.inference.pretrained.load_pretrained`'s model; ``kwargs`` go to the constructor."""
-        loaded = load_pretrained(path, features)
+    def from_pretrained(
+        cls, path: str | Path, features: str | FrontEnd | None = None, key: str | None = None, **kwargs
+    ) -> Representations:
+        """Load :func:`m3bert.inference.pretrained.load_pretrained`'s model (``key``: the config key ``path`` came
+        from, named in errors); ``kwargs`` go to the constructor."""
+        loaded = load_pretrained(path, features, key=key)
         return cls(loaded.encoder, loaded.front_end, training_frames=loaded.training_frames, **kwargs)
 
     def train(self, mode: bool = True) -> Representations:
@@ -323,6 +327,7 @@ class Representations(nn.Module):
             out = np.lib.format.open_memmap(
                 memmap, mode="w+", dtype=np.float32, shape=(frames, self.front_end.feature_dim)
             )
+            reserve(memmap)  # a full disk is then an error here, not a SIGBUS when the map is written
         return self._segmented_features(read, samples, out)
 
     @torch.no_grad()

@@ -39,7 +39,7 @@ class M3BERTConfig:
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads:
             raise ValueError(
-                f"hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}; "
+                f"model.hidden_size={self.hidden_size} is not divisible by model.num_heads={self.num_heads}; "
                 "pick sizes with hidden_size % num_heads == 0"
             )
         for name in ("input_dim", "hidden_size", "num_layers", "num_heads", "ffn_size", "downsample"):

@@ -113,3 +113,9 @@ def gather_objects(obj, context: Context) -> list:
     gathered = [None] * context.world_size
     dist.all_gather_object(gathered, obj)
     return gathered
+
+
+def barrier(context: Context) -> None:
+    """Wait until every rank gets here (a no-op in a single process)."""
+    if context.enabled:
+        dist.barrier()

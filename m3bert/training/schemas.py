@@ -1,7 +1,11 @@
-"""Typed schemas for the config groups the trainer reads, registered in Hydra's ConfigStore.
+"""Typed schemas for the config groups the trainer reads, registered in Hydra's ConfigStore, and the valid range
+of every numeric key of ``python -m m3bert.train``.
 
 A yaml option that lists ``<group>_schema`` first in its defaults is validated against the dataclass when the config
-is composed, so ``trainer.max_steps=abc`` or a misspelt key fails before anything runs.
+is composed, so ``trainer.max_steps=abc`` or a misspelt key fails before anything runs. Ranges (``ranged`` fields
+here, :data:`TRAIN_RULES` for the groups without a schema) are checked by :func:`check_train_config`, which the
+``hydra.callbacks.validate`` callback of ``conf/train.yaml`` runs before Hydra makes the run folder, so
+``trainer.batch_size=0`` leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -10,32 +14,89 @@ import hashlib
 from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import ListConfig, OmegaConf
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from m3bert.common.configs import Rule, check_config, ranged, schema_rules
+from m3bert.common.errors import ConfigError
 from m3bert.features.config import block_columns
 from m3bert.models.encoder import M3BERTConfig
+
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
 @dataclass
 class TrainerConfig:
-    max_steps: int = 10_000  # optimizer steps; may be raised when resuming a finished run
-    batch_size: int = 8  # clips per process and micro-step
-    grad_accum: int = 1  # micro-steps per optimizer step
-    precision: str = "auto"  # auto (bf16 on GPUs and CPUs that compute it natively, else fp32) | bf16 | fp16 | fp32
+    max_steps: int = ranged(10_000, low=1)  # optimizer steps; may be raised when resuming a finished run
+    batch_size: int = ranged(8, low=1)  # clips per process and micro-step
+    grad_accum: int = ranged(1, low=1)  # micro-steps per optimizer step
+    precision: str = ranged("auto", choices=PRECISIONS)  # auto (bf16 where native: GPUs, CPUs with bf16) | ...
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
-    log_every: int = 10
-    val_every: int = 1000
-    val_batches: int = 50  # validation batches per evaluation (0 = the whole validation set)
+    grad_clip: float = ranged(1.0, low=0)  # max global gradient norm; 0 disables clipping
+    log_every: int = ranged(10, low=1)
+    val_every: int = ranged(1000, low=1)
+    val_batches: int = ranged(50, low=0)  # validation batches per evaluation (0 = the whole validation set)
     monitor: str = "val/loss"  # validation metric that picks best.pt (and early stopping)
-    monitor_mode: str = "min"  # min | max
-    patience: int = 0  # stop after this many evaluations without improvement; 0 never stops early
-    save_every: int = 1000
-    keep: int = 2  # step checkpoints kept besides best.pt
-    image_every: int = 1000  # reconstruction figure period; 0 disables figures
-    num_workers: int = 2  # data-loading processes
+    monitor_mode: str = ranged("min", choices=("min", "max"))
+    patience: int = ranged(0, low=0)  # stop after this many evaluations without improvement; 0 never stops early
+    save_every: int = ranged(1000, low=1)
+    keep: int = ranged(2, low=0)  # step checkpoints kept besides best.pt
+    image_every: int = ranged(1000, low=0)  # reconstruction figure period; 0 disables figures
+    num_workers: int = ranged(2, low=0)  # data-loading processes
     progress: bool = True  # progress bar on rank zero
     compile: bool = False  # torch.compile the model (worth it on GPUs for long runs)
+
+
+POSITIVE, NON_NEGATIVE, FRACTION = Rule(low=0, low_open=True), Rule(low=0), Rule(low=0, high=1)
+# Numeric keys of the groups without a schema (a key of an option not chosen is skipped). The masker's own checks
+# (masking.ratio, masking.replace) and the architecture's (M3BERTConfig) run too, by building them.
+TRAIN_RULES = {
+    **schema_rules(TrainerConfig, "trainer"),
+    "model.dropout": FRACTION,
+    "model.attention_dropout": FRACTION,
+    "model.max_positions": Rule(low=1),
+    "dataset.feature_dim": Rule(low=1),
+    "dataset.max_frames": Rule(low=1, optional=True),
+    "dataset.eval_max_frames": Rule(low=1, optional=True),
+    "dataset.temperature": POSITIVE,
+    "masking.frames.min_span": Rule(low=1),
+    "masking.frames.max_span": Rule(low=1),
+    "masking.frames.geometric_p": Rule(low=0, high=1, low_open=True),
+    "masking.channels.min_width": Rule(low=1),
+    "masking.channels.max_width": Rule(low=1),
+    "masking.patches.patch_frames": Rule(low=1),
+    "masking.patches.patch_channels": Rule(low=1),
+    "optimizer.lr": POSITIVE,
+    "optimizer.eps": POSITIVE,
+    "optimizer.weight_decay": NON_NEGATIVE,
+    "scheduler.warmup_steps": NON_NEGATIVE,
+    "scheduler.final_ratio": FRACTION,
+    "objective.huber_delta": POSITIVE,
+    "objective.head_hidden": Rule(low=1),
+    "objective.head_dropout": FRACTION,
+    "encoder.lr_scale": NON_NEGATIVE,
+}
+
+
+def check_train_config(cfg: DictConfig) -> None:
+    """Check the numeric keys of a composed ``train`` config before anything runs.
+
+    Raises:
+        ConfigError: naming the first bad key as on the command line, its value and the valid range.
+    """
+    check_config(cfg, TRAIN_RULES)
+    try:
+        if cfg.get("model") is not None:
+            M3BERTConfig(**OmegaConf.to_container(cfg.model, resolve=True))
+        if cfg.get("masking") is not None and "_target_" in cfg.masking:
+            instantiate(cfg.masking)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, ValueError):
+            raise ConfigError(str(err.__cause__)) from err
+        raise
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
 
 
 @dataclass

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Subset
 
 from m3bert.common.devices import native_bf16, resolve_device
 from m3bert.common.figures import loss_curves, save_figure
-from m3bert.common.files import write_json, write_text
+from m3bert.common.files import append_text, remove_stale_temp_files, write_json, write_text
 from m3bert.data import EpochSampler, collate, shard
 from m3bert.objectives import Objective
 from m3bert.training import checkpoint, distributed
@@ -240,12 +240,21 @@ class Trainer:
             checkpoint.prune(self.checkpoint_dir, self.tc.keep)
 
     def resume(self) -> bool:
-        found = checkpoint.step_checkpoints(self.checkpoint_dir)
-        if not found:
-            return False
-        self.load_state_dict(checkpoint.load(found[-1], map_location=self.device))
-        log.info("Resuming from %s at step %d", found[-1], self.step)
-        return True
+        """Continue from the newest readable step checkpoint. Unreadable ones (a damaged disk, a file copied in
+        by mistake) are renamed ``*.corrupt`` with a warning and the one before is used."""
+        for path in reversed(checkpoint.step_checkpoints(self.checkpoint_dir)):
+            try:
+                state = checkpoint.load(path, map_location=self.device, required=checkpoint.TRAINING_KEYS)
+            except checkpoint.CheckpointError as err:
+                if self.dist.is_main:
+                    aside = checkpoint.set_aside(path)
+                    log.warning("%s; set aside as %s, trying the checkpoint before it", err, aside.name)
+                distributed.barrier(self.dist)
+                continue
+            self.load_state_dict(state)
+            log.info("Resuming from %s at step %d", path, self.step)
+            return True
+        return False
 
     # ------------------------------------------------------------------------------------------------ data
     def batches(self) -> Iterator:
@@ -311,6 +320,9 @@ class Trainer:
         history so far."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._started = time.perf_counter()
+        if self.dist.is_main:  # what a run killed mid-write left behind
+            for stale in remove_stale_temp_files(self.run_dir) + remove_stale_temp_files(self.checkpoint_dir):
+                log.warning("Removed %s, a partial file of an interrupted run", stale)
         resumed = self.resume()
         history = self.read_history(trim_after=self.step)
         if self.dist.is_main:
@@ -468,8 +480,7 @@ class Trainer:
     def log_metrics(self, row: dict[str, float]) -> dict[str, Any]:
         row = {"step": self.step, **row}
         if self.dist.is_main:
-            with open(self.run_dir / "log.jsonl", "a") as handle:
-                handle.write(json.dumps(row) + "\n")
+            append_text(json.dumps(row) + "\n", self.run_dir / "log.jsonl")
             self.logger.log_metrics({k: v for k, v in row.items() if k != "step"}, self.step)
         return row
 
@@ -495,7 +506,19 @@ class Trainer:
         path = self.run_dir / "log.jsonl"
         if not path.exists():
             return []
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        rows = []
+        for number, line in enumerate(lines, 1):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                if number < len(lines):
+                    raise ValueError(
+                        f"{path}, line {number}: not a JSON row ({err}); the file is damaged, repair the line or "
+                        "move the file aside (the checkpoints are enough to resume)"
+                    ) from err
+                # An append cut short by a kill or a full disk: the row is lost, the run is not.
+                log.warning("%s: dropped its last line, cut short by an interrupted write: %.80s", path, line)
         rows = [r for r in rows if r["step"] <= trim_after]
         if self.dist.is_main:
             write_text("".join(json.dumps(r) + "\n" for r in rows), path)
@@ -520,7 +543,7 @@ class Trainer:
         test_set = instantiate(self.cfg.dataset.test)
         best = self.checkpoint_dir / "best.pt"
         if best.exists():
-            self.module.load_state_dict(checkpoint.load(best, map_location=self.device)["model"])
+            self.module.load_state_dict(checkpoint.load(best, map_location=self.device, required=("model",))["model"])
         state = self.gather(test_set, "test")
         metrics = {_metric_name(k, "test"): v for k, v in self.module.eval_metrics(state).items()}
         self.log_metrics(metrics)

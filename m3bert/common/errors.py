@@ -1,0 +1,118 @@
+"""Errors that are the user's to fix, and the one way every entry point reports them.
+
+Bad input (a wrong config value, a missing or corrupt file, a full disk) ends a command with one line on stderr that
+names the file or the config key as written on the command line, the problem and the fix, and exit status 2; no
+traceback unless ``M3BERT_DEBUG=1`` or ``HYDRA_FULL_ERROR=1`` asks for one. Anything else is a bug and keeps its
+traceback. Entry points get this by decorating their ``main`` with :func:`reports_errors` (under ``hydra.main``:
+Hydra would otherwise print the exception with a traceback of its own).
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+import re
+import sys
+from collections.abc import Callable
+from typing import Any
+
+DEBUG_ENV = "M3BERT_DEBUG"
+EXIT_USER_ERROR = 2
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+WORKER_TRACEBACK = "Original Traceback (most recent call last)"  # torch.utils.data's re-raised worker errors
+
+
+class UserError(Exception):
+    """Bad input: the message names the file or config key, the problem and the fix."""
+
+
+class ConfigError(UserError, ValueError):
+    """A config value out of its range or not among its choices, named as on the command line
+    (``trainer.batch_size``)."""
+
+
+class DiskFullError(UserError):
+    """No space left (or the quota reached) while writing ``path``; the earlier file at ``path`` is intact."""
+
+    def __init__(self, path: str | os.PathLike | None):
+        self.path = None if path is None else str(path)
+        where = f"{self.path}: no space left on the device while writing it" if path else "no space left on the device"
+        super().__init__(
+            f"{where} (earlier outputs are intact); free some space or write to another folder, then rerun the "
+            "same command"
+        )
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether ``err`` means the disk is full: ENOSPC / EDQUOT, or NumPy's short-write error (its ``tofile``
+    reports a full disk as "N requested and M written" without an errno)."""
+    if isinstance(err, DiskFullError):
+        return True
+    if not isinstance(err, OSError):
+        return False
+    return err.errno in NO_SPACE or bool(re.search(r"\d+ requested and \d+ written", str(err)))
+
+
+def debug_requested() -> bool:
+    return any(os.environ.get(name, "") not in ("", "0") for name in (DEBUG_ENV, "HYDRA_FULL_ERROR"))
+
+
+def user_message(err: BaseException) -> str | None:
+    """The one-line report of ``err`` if it is bad input rather than a bug, else None."""
+    from hydra.errors import InstantiationException
+    from omegaconf.errors import MissingMandatoryValue
+
+    if isinstance(err, InstantiationException) and err.__cause__ is not None:
+        return user_message(err.__cause__)  # what the built object raised (instantiate wraps it)
+    if isinstance(err, MissingMandatoryValue):
+        key = err.full_key or "a required key"
+        message = f"{key}: no value given; set {key}=... on the command line"
+    elif is_disk_full(err):
+        message = str(err) if isinstance(err, DiskFullError) else str(DiskFullError(getattr(err, "filename", None)))
+    elif isinstance(err, (UserError, ValueError, FloatingPointError, FileNotFoundError, NotADirectoryError)):
+        message = str(err)
+    elif isinstance(err, (IsADirectoryError, PermissionError)):
+        message = f"{err.filename}: {err.strerror}" if err.filename else str(err)
+    else:
+        return None
+    if WORKER_TRACEBACK in message:
+        # Re-raised from a DataLoader worker: the message carries the worker's traceback; its last line is the
+        # original "ManifestError: <message>".
+        last = message.strip().splitlines()[-1]
+        message = last.split(": ", 1)[1] if ": " in last else last
+    return " ".join(message.split()) or type(err).__name__
+
+
+def report(err: BaseException, program: str | None = None) -> None:
+    """Print the one-line report of ``err`` to stderr and exit with status 2; re-raise what isn't bad input (and
+    everything when a traceback was asked for)."""
+    message = user_message(err)
+    if message is None or debug_requested():
+        raise err
+    sys.stderr.write(f"{program or _program()}: error: {message}\n")
+    sys.stderr.flush()
+    raise SystemExit(EXIT_USER_ERROR) from None
+
+
+def _program() -> str:
+    """``m3bert.train`` for ``python -m m3bert.train``; just ``m3bert`` in a process something else started
+    (a sweep launcher's worker)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    name = spec.name.removesuffix(".__main__") if spec is not None else ""
+    return name if name.startswith("m3bert") else "m3bert"
+
+
+def reports_errors(main: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate an entry point's ``main`` so that bad input ends it as :func:`report` says. Under ``hydra.main``
+    it goes below the Hydra decorator (SystemExit passes through Hydra's own error printing)."""
+    program = main.__module__ if main.__module__ != "__main__" else None  # None: found when reporting
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except Exception as err:  # noqa: BLE001 (report() re-raises whatever is not bad input)
+            report(err, program)
+
+    return wrapper
