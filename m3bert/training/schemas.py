@@ -57,6 +57,10 @@ def run_folder_name(overrides: str) -> str:
 def register() -> None:
     if not OmegaConf.has_resolver("run_folder"):
         OmegaConf.register_new_resolver("run_folder", run_folder_name)
+    if not OmegaConf.has_resolver("sweep_folder"):
+        from m3bert.training.records import sweep_folder
+
+        OmegaConf.register_new_resolver("sweep_folder", sweep_folder)
     store = ConfigStore.instance()
     store.store(group="trainer", name="trainer_schema", node=TrainerConfig)
     store.store(group="model", name="model_schema", node=M3BERTConfig)
