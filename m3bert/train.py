@@ -51,7 +51,7 @@ def run(
     run_dir = Path(run_dir)
     main_rank = int(os.environ.get("RANK", 0)) == 0
     if overrides is not None:
-        key = folder_key if folder_key is not None else ",".join(sorted(overrides))
+        key = folder_key if folder_key is not None else records.folder_key(overrides, ())
         action = records.check_folder(run_dir, key, overrides, sweep)
         if action == "skip":
             log.info("Skipping %s: it finished with these overrides already (delete its run.json to redo it)", run_dir)

@@ -109,13 +109,27 @@ class SweepCallback(Callback):
         os.environ.pop(SWEEP_ENV, None)
 
 
-def folder_key(overrides: Sequence[str], exclude_keys: Sequence[str], swept: Sequence[str] = ()) -> str:
+def folder_key(
+    overrides: Sequence[str], exclude_keys: Sequence[str], swept: Sequence[str] = (), canonical: bool = True
+) -> str:
     """What a run folder's name stands for: the overrides, sorted, except ``exclude_keys`` (keys that don't change
     what is trained), keeping every swept key, so no two jobs of one sweep share a folder; as Hydra's
-    ``override_dirname`` (``k=v,k=v``)."""
-    parsed = parse_overrides(overrides)
-    lines = [o.input_line for o in parsed if o.key_or_group not in exclude_keys or o.key_or_group in swept]
+    ``override_dirname`` (``k=v,k=v``). ``canonical`` writes values as Hydra re-serialises them (``false`` and
+    ``False`` alike), so the key of a command compares equal however it was typed."""
+    lines = [
+        canonical_line(o) if canonical else o.input_line
+        for o in parse_overrides(overrides)
+        if o.key_or_group not in exclude_keys or o.key_or_group in swept
+    ]
     return ",".join(sorted(lines))
+
+
+def canonical_line(override) -> str:
+    return f"{override.get_key_element()}={override.get_value_element_as_str()}"
+
+
+def same_overrides(a: Sequence[str], b: Sequence[str]) -> bool:
+    return sorted(map(canonical_line, parse_overrides(a))) == sorted(map(canonical_line, parse_overrides(b)))
 
 
 def sweep_folder(overrides, exclude_keys) -> str:
@@ -123,7 +137,8 @@ def sweep_folder(overrides, exclude_keys) -> str:
     from m3bert.training.schemas import run_folder_name
 
     sweep = current_sweep()
-    return run_folder_name(folder_key(list(overrides), list(exclude_keys), sweep["swept"] if sweep else ()))
+    swept = sweep["swept"] if sweep else ()
+    return run_folder_name(folder_key(list(overrides), list(exclude_keys), swept, canonical=False))
 
 
 # ----------------------------------------------------------------------------------------------------- records
@@ -156,7 +171,7 @@ def check_folder(run_dir: str | Path, key: str, overrides: Sequence[str], sweep:
             f"{run_dir}: jobs {theirs.get('job')} and {ours.get('job')} of sweep {ours['id']} resolve to one "
             "folder (the same overrides twice?); list each value once"
         )
-    if record.get("status") == "finished" and list(record.get("overrides") or []) == list(overrides):
+    if record.get("status") == "finished" and same_overrides(record.get("overrides") or [], overrides):
         return "skip"
     return "resume"
 
