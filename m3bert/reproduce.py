@@ -43,6 +43,7 @@ class Scale:
     finetune: tuple[str, ...]  # overrides every fine-tuning job starts from
     tasks: tuple[str, ...]  # the single-task runs
     builds_audio: bool = False  # the dataset builds its own audio (the demo corpus)
+    multitask: tuple[str, ...] = ()  # overrides of the multi-task runs only (their task set, if not the recipe's)
 
 
 SCALES = {
@@ -102,7 +103,7 @@ def plan(scale: Scale, root: Path, seeds: Sequence[int], extra: Sequence[str] = 
     checkpoint = f"encoder.checkpoint={pretrain_dir}"
     for mode in MODES:
         for seed in seeds:
-            overrides = [*scale.finetune, f"encoder.mode={mode}", f"seed={seed}", checkpoint, *extra]
+            overrides = [*scale.finetune, *scale.multitask, f"encoder.mode={mode}", f"seed={seed}", checkpoint, *extra]
             jobs["finetune"].append(Job("finetune", overrides, root / "multitask" / f"{mode}_seed{seed}"))
     for task in scale.tasks:
         for seed in seeds:
