@@ -246,3 +246,48 @@ def test_published_report_builds_with_wandb_workspaces(smoke_sweep, monkeypatch)
     monkeypatch.setattr(wr.Report, "url", property(lambda self: "offline"), raising=False)
     comparisons = report.compare(report.find_runs([str(smoke_sweep)]))
     assert report.publish_wandb_report("me", "m3bert", comparisons, group="smoke-test", reports=wr) == "offline"
+
+
+def readme_commands() -> list[list[str]]:
+    import shlex
+
+    from conftest import ROOT
+
+    text = (ROOT / "README.md").read_text().split("## Sweeps and comparisons", 1)[1].split("\n## ", 1)[0]
+    block = text.split("```bash", 1)[1].split("```", 1)[0]
+    return [shlex.split(line) for line in block.splitlines() if line and not line.startswith("#")]
+
+
+def test_readme_sweep_commands_compose_every_job():
+    import itertools
+
+    commands = [c[3:] for c in readme_commands() if c[:3] == ["python", "-m", "m3bert.train"]]
+    assert len(commands) == 5
+    for args in commands:
+        overrides = [a for a in args if a != "-m"]
+        choices = []
+        for override in records.parse_overrides(overrides):
+            key = override.get_key_element()
+            values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
+            choices.append([f"{key}={v}" for v in values] if override.is_sweep_override() else [override.input_line])
+        jobs = list(itertools.product(*choices))
+        assert ("-m" in args) == (len(jobs) > 1)
+        configs = [make_config(*job) for job in jobs]
+        assert all(cfg.trainer.max_steps > 0 for cfg in configs)
+        if any(a.startswith("tasks=[gtzan],") for a in args):  # the task-mix sweep: one run per mix
+            assert [sorted(cfg.tasks) for cfg in configs] == [
+                ["gtzan"],
+                ["deam", "gtzan"],
+                ["ballroom", "deam", "gtzan", "mtg_moodtheme", "rwc"],
+            ]
+
+
+def test_readme_report_and_make_commands_parse():
+    commands = readme_commands()
+    reports = [c[3:] for c in commands if c[:3] == ["python", "-m", "m3bert.report"]]
+    for args in reports:
+        inputs, options = report.parse_args(args)
+        assert "out" in options and all(i.startswith("multirun/") for i in inputs)
+        assert inputs or options.get("wandb") == "ENTITY/m3bert"
+    makes = [c for c in commands if c[0] == "make"]
+    assert [m[1] for m in makes] == ["reproduce-paper"] * 3
