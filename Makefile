@@ -29,6 +29,11 @@ smoke: ## Pre-train a tiny model on generated features for 20 steps (seconds)
 demo: ## The whole study on the embedded demo corpus (QUICK=1: small corpus, about 3 minutes; default about 25)
 	$(PYTHON) -m m3bert.demo $(if $(QUICK),--quick,)
 
+.PHONY: reproduce-paper
+reproduce-paper: ## The paper's study, resumable: prepare, pre-train, fine-tune x 3 seeds, report (SCALE=demo, DRY_RUN=1, STAGES=...)
+	$(PYTHON) -m m3bert.reproduce $(if $(SCALE),scale=$(SCALE),) $(if $(DRY_RUN),dry_run=$(DRY_RUN),) \
+	  $(if $(STAGES),stages=$(STAGES),) $(if $(SEEDS),seeds=$(SEEDS),)
+
 .PHONY: lint
 lint: ## Lint and check formatting (ruff); `ruff format m3bert tests` fixes the formatting
 	$(PYTHON) -m ruff check m3bert tests

@@ -98,7 +98,7 @@ def test_every_masking_option_builds(masking):
 
 
 def test_run_folder_names_are_one_safe_path_component():
-    from m3bert.training.schemas import run_folder_name
+    from m3bert.training.records import run_folder_name
 
     assert run_folder_name("masking.ratio=0.1") == "masking.ratio=0.1"
     assert "/" not in run_folder_name("encoder.checkpoint=/runs/a/b")

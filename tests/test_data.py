@@ -171,3 +171,26 @@ def test_random_dataset_is_deterministic_and_loads_in_workers():
     assert 10 <= data[3].features.shape[0] <= 20
     batches = list(DataLoader(data, batch_size=4, collate_fn=collate, num_workers=2))
     assert torch.equal(batches[0].features[1, : batches[0].lengths[1]], data[1].features)
+
+
+def test_sources_dataset_concatenates_folders_with_per_source_weights(tmp_path):
+    from m3bert.data import SourcesDataset
+
+    for name, clips in (("a", 2), ("b", 6)):
+        for split in ("train", "valid"):
+            write_manifest(tmp_path / name, [20] * clips, dim=8, name=f"{split}.csv")
+    sources = {"a": {"root": str(tmp_path / "a"), "weight": 3.0}, "b": {"root": str(tmp_path / "b"), "weight": 1.0}}
+    data = SourcesDataset(sources, "train", feature_dim=8)
+    assert len(data) == 8 and data.locate(3) == (1, 1) and data[(7, 0, 0)].index == 7
+    weights = data.sampling_weights
+    assert weights[:2].sum().item() == pytest.approx(0.75) and weights[2:].sum().item() == pytest.approx(0.25)
+    unweighted = {name: {"root": spec["root"], "weight": None} for name, spec in sources.items()}
+    assert SourcesDataset(unweighted, "valid", feature_dim=8).sampling_weights is None
+    with pytest.raises(ValueError, match=r"\['b'\] have no weight"):
+        SourcesDataset({**sources, "b": {"root": sources["b"]["root"]}}, "train", feature_dim=8)
+
+
+def test_paper_pretraining_reads_four_corpora(config):
+    cfg = config("+experiment=pretrain_paper")
+    assert list(cfg.dataset.sources) == ["msd", "music4all", "mtg_jamendo", "fma"]
+    assert cfg.dataset.train._target_ == "m3bert.data.SourcesDataset" and cfg.model.num_layers == 12

@@ -203,6 +203,20 @@ def test_sweep_writes_one_run_per_value(tmp_path):
     assert runs == ["masking.ratio=0.1", "masking.ratio=0.2"]
 
 
+def test_sweep_jobs_differing_in_an_excluded_key_get_their_own_folders(tmp_path):
+    """trainer.max_steps is left out of run folder names, but a swept key always counts; a rerun skips them."""
+    args = ["m3bert.train", "-m", "+experiment=smoke", "trainer.max_steps=4,6", "trainer.val_every=2"]
+    args += ["logger=none", "trainer.progress=false"]
+    out = cli(*args, env={"M3BERT_MULTIRUN": str(tmp_path)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    steps = {p.parent.name: json.loads(p.read_text())["steps"] for p in tmp_path.glob("smoke/*/metrics.json")}
+    assert steps == {"trainer.max_steps=4,trainer.val_every=2": 4, "trainer.max_steps=6,trainer.val_every=2": 6}
+    sweeps = {json.loads(p.read_text())["sweep"]["id"] for p in tmp_path.glob("smoke/*/run.json")}
+    assert len(sweeps) == 1 and sweeps.pop().startswith("smoke-")
+    again = cli(*args, env={"M3BERT_MULTIRUN": str(tmp_path)})
+    assert again.returncode == 0 and again.stderr.count("Skipping") + again.stdout.count("Skipping") == 2
+
+
 @pytest.mark.slow
 def test_sweep_with_the_joblib_launcher(tmp_path):
     out = cli(

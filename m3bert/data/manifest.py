@@ -7,11 +7,13 @@ manifest (an ``offset`` column) many clips share one such shard file.
 
 from __future__ import annotations
 
+import bisect
 import io
 import logging
 import math
 import os
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -229,6 +231,80 @@ def read_manifest(path: Path, min_frames: int = 1, content: bytes | None = None)
             )
         table["offset"] = offsets.astype(int)
     return table
+
+
+class ConcatClipDataset(ClipDataset):
+    """Several clip datasets one after the other (rows of part 0, then of part 1, ...).
+
+    ``shares`` (one per part, any positive scale; None for plain shuffling, i.e. parts drawn in proportion to their
+    size) is how often each part is drawn, spread evenly over its clips: shares (1, 1) draw two parts equally often
+    whatever their sizes.
+    """
+
+    def __init__(self, parts: Sequence[ClipDataset], shares: Sequence[float] | None = None):
+        if not parts:
+            raise ValueError("ConcatClipDataset needs at least one part")
+        if shares is not None and (len(shares) != len(parts) or any(not s > 0 for s in shares)):
+            raise ValueError(f"need one positive share per part ({len(parts)}), got {list(shares)}")
+        self.parts, self.shares = list(parts), None if shares is None else [float(s) for s in shares]
+        self.offsets = np.cumsum([0] + [len(p) for p in self.parts]).tolist()
+
+    def __len__(self) -> int:
+        return self.offsets[-1]
+
+    def locate(self, row: int) -> tuple[int, int]:
+        """(part, row within the part) of a row."""
+        part = bisect.bisect_right(self.offsets, row) - 1
+        return part, row - self.offsets[part]
+
+    def __getitem__(self, key) -> Clip:
+        row, *seed = key if isinstance(key, tuple) else (key,)
+        part, local = self.locate(row)
+        clip = self.parts[part][(local, *seed) if seed else local]
+        return clip._replace(index=row)
+
+    @property
+    def sampling_weights(self) -> torch.Tensor | None:
+        """(len(self),) per-clip weights: each part's share divided evenly among its clips; None without shares."""
+        if self.shares is None:
+            return None
+        total = sum(self.shares)
+        return torch.cat([torch.full((len(p),), s / total / len(p)) for p, s in zip(self.parts, self.shares)])
+
+
+class SourcesDataset(ConcatClipDataset):
+    """One split of several prepared folders at once (pre-training on several corpora, ``dataset=sources``).
+
+    ``sources`` maps a name to ``{root: <prepared folder>, weight: <share of draws> | null}``: with every weight
+    null the clips of all folders are shuffled together (a folder is drawn in proportion to its size); otherwise
+    every source needs a weight, and source ``i`` is drawn ``weight_i / sum(weights)`` of the time.
+    """
+
+    SPLIT_FILES = {"train": "train.csv", "valid": "valid.csv", "test": "test.csv"}
+
+    def __init__(
+        self,
+        sources: Mapping[str, Mapping],
+        split: str,
+        feature_dim: int,
+        max_frames: int | None = None,
+        crop: str = "random",
+    ):
+        if not sources:
+            raise ValueError("dataset.sources is empty: list the prepared folders, e.g. {msd: {root: data/msd}}")
+        if split not in self.SPLIT_FILES:
+            raise ValueError(f"split must be one of {sorted(self.SPLIT_FILES)}, got {split!r}")
+        self.names = list(sources)
+        weights = [sources[name].get("weight") for name in self.names]
+        given = [w is not None for w in weights]
+        if any(given) and not all(given):
+            missing = [n for n, g in zip(self.names, given) if not g]
+            raise ValueError(f"dataset.sources: {missing} have no weight; give every source one, or none at all")
+        parts = [
+            ManifestDataset(str(Path(sources[name]["root"]) / self.SPLIT_FILES[split]), feature_dim, max_frames, crop)
+            for name in self.names
+        ]
+        super().__init__(parts, weights if all(given) else None)
 
 
 class RandomFeatureDataset(ClipDataset):

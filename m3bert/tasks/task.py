@@ -6,7 +6,6 @@ A task reads a prepared dataset folder (``train.csv`` / ``valid.csv`` / ``test.c
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -17,10 +16,12 @@ import pandas as pd
 import torch
 
 from m3bert.adapters.base import TAG_SEPARATOR
-from m3bert.data import Clip, ClipDataset, ManifestDataset, read_manifest
+from m3bert.data import Clip, ClipDataset, ConcatClipDataset, ManifestDataset, read_manifest
 
 TASK_TYPES = ("multiclass", "multilabel", "regression")
 SPLIT_FILES = {"train": "train.csv", "valid": "valid.csv", "test": "test.csv"}
+#: The metric each task type is judged by (its ``<task>/test/<metric>`` heads result tables).
+PRIMARY_METRICS = {"multiclass": "accuracy", "multilabel": "roc_auc", "regression": "r2"}
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class Task:
 
     @property
     def primary_metric(self) -> str:
-        return {"multiclass": "accuracy", "multilabel": "roc_auc", "regression": "r2"}[self.type]
+        return PRIMARY_METRICS[self.type]
 
     def manifest(self, split: str) -> Path:
         return Path(self.root) / SPLIT_FILES[split]
@@ -143,7 +144,7 @@ class TaskDataset(ClipDataset):
         return clip._replace(index=index, labels=self.labels[index])
 
 
-class MultiTaskDataset(ClipDataset):
+class MultiTaskDataset(ConcatClipDataset):
     """The clips of several tasks' prepared folders, one folder after the other; each clip is labelled for the
     tasks that read its folder and whose label it carries.
 
@@ -166,29 +167,7 @@ class MultiTaskDataset(ClipDataset):
         folders: dict[str, list[Task]] = {}
         for task in self.tasks:
             folders.setdefault(task.root, []).append(task)
-        self.parts = [TaskDataset(group, split, feature_dim, max_frames, crop) for group in folders.values()]
-        self.offsets = np.cumsum([0] + [len(p) for p in self.parts]).tolist()
+        parts = [TaskDataset(group, split, feature_dim, max_frames, crop) for group in folders.values()]
         self.temperature = temperature
-
-    def __len__(self) -> int:
-        return self.offsets[-1]
-
-    def locate(self, row: int) -> tuple[int, int]:
-        part = bisect.bisect_right(self.offsets, row) - 1
-        return part, row - self.offsets[part]
-
-    def __getitem__(self, key) -> Clip:
-        row, *seed = key if isinstance(key, tuple) else (key,)
-        part, local = self.locate(row)
-        clip = self.parts[part][(local, *seed) if seed else local]
-        return clip._replace(index=row)
-
-    @property
-    def sampling_weights(self) -> torch.Tensor | None:
-        """Per-clip sampling weights, or None for plain shuffling (temperature 1)."""
-        if self.temperature == 1.0:
-            return None
-        sizes = torch.tensor([len(p) for p in self.parts], dtype=torch.float64)
-        share = sizes ** (1.0 / self.temperature)
-        share /= share.sum()
-        return torch.cat([torch.full((len(p),), float(s / len(p))) for p, s in zip(self.parts, share)])
+        shares = None if temperature == 1.0 else [len(p) ** (1.0 / temperature) for p in parts]
+        super().__init__(parts, shares)

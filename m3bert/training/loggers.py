@@ -23,25 +23,35 @@ class Logger:
     def log_figure(self, key: str, figure: matplotlib.figure.Figure, step: int) -> None:
         pass
 
+    def log_summary(self, values: dict[str, Any]) -> None:
+        """The run's headline values (best and test metrics), shown in dashboards' run tables."""
+
     def finish(self) -> None:
         pass
 
 
 class WandbLogger(Logger):
     """Weights & Biases; ``mode=offline`` (the default) writes to the run folder and syncs later with
-    ``wandb sync``. A resumed run continues the same W&B run (its id is kept in the run folder)."""
+    ``wandb sync``. A resumed run continues the same W&B run (its id is kept in the run folder).
+
+    The trainer labels the run (:func:`m3bert.training.records.wandb_labels`): ``job_type`` is the stage, ``group``
+    the sweep (``logger.group`` wins), ``tags`` the swept overrides and the encoder mode. The summary keeps the
+    best value of ``monitor`` (its min or max, as ``monitor_mode`` says) and the test metrics.
+    """
 
     def __init__(
         self,
         run_dir: str,
         hparams: dict,
         name: str,
-        group: str,
+        group: str | None = None,
         project: str = "m3bert",
         entity: str | None = None,
         mode: str = "offline",
         tags: list[str] | None = None,
         job_type: str = "pretrain",
+        monitor: str | None = None,
+        monitor_mode: str = "min",
     ):
         import wandb  # imported here: it is slow to import and unused by the other loggers
 
@@ -62,6 +72,8 @@ class WandbLogger(Logger):
             id=run_id,
             resume="allow",
         )
+        if monitor:
+            self.run.define_metric(monitor, summary=monitor_mode)
         self._wandb = wandb
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
@@ -69,6 +81,9 @@ class WandbLogger(Logger):
 
     def log_figure(self, key: str, figure: matplotlib.figure.Figure, step: int) -> None:
         self.run.log({key: self._wandb.Image(figure)}, step=step)
+
+    def log_summary(self, values: dict[str, Any]) -> None:
+        self.run.summary.update(values)
 
     def finish(self) -> None:
         self.run.finish()

@@ -138,7 +138,16 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
     table = pd.DataFrame(rows)
     write_csv(table, run_dir / "probe_results.csv")
     write_text(markdown_table(table), run_dir / "probe_results.md")
-    summary = {"name": cfg.name, "probes": rows}
+    # Each task's headline: the probe (layer or weighted sum) best on validation, as fine-tuning runs report it.
+    best, test = {}, {}
+    for name, part in table.groupby("task", sort=False):
+        valid = next(c for c in part.columns if c.startswith("valid_") and part[c].notna().any())
+        row = part.loc[part[valid].idxmax()]
+        best[f"{name}/valid/{valid.removeprefix('valid_')}"] = float(row[valid])
+        best[f"{name}/layer"] = row["layer"] if isinstance(row["layer"], str) else int(row["layer"])
+        metrics = [c for c in part.columns if c not in ("task", "layer", "lr") and not c.startswith("valid_")]
+        test.update({f"{name}/test/{c}": float(row[c]) for c in metrics if pd.notna(row[c])})
+    summary = {"name": cfg.name, "probes": rows, "best": best, "test": test}
     write_json(summary, run_dir / "metrics.json")
     _plot(table, run_dir / "probe_layers.png")
     log.info(

@@ -10,7 +10,6 @@ here, :data:`TRAIN_RULES` for the groups without a schema) are checked by :func:
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
@@ -22,6 +21,7 @@ from m3bert.common.configs import Rule, check_config, ranged, schema_rules
 from m3bert.common.errors import ConfigError
 from m3bert.features.config import block_columns
 from m3bert.models.encoder import M3BERTConfig
+from m3bert.training.records import run_folder_name, sweep_folder
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
@@ -129,15 +129,6 @@ class PathsConfig:
     multirun_dir: str = "multirun"
 
 
-def run_folder_name(overrides: str) -> str:
-    """A single path component from Hydra's ``override_dirname``: slashes in values (paths) are replaced, and
-    a name too long for a file system is cut and suffixed with a hash of the whole, so it stays unique."""
-    name = overrides.replace("/", "_")
-    if len(name) > 180:
-        name = f"{name[:160]}-{hashlib.sha1(name.encode()).hexdigest()[:10]}"
-    return name
-
-
 def feature_columns(*names: str, _root_) -> ListConfig:
     """``${feature_columns:log_mel,log_cqt_chroma}``: the [start, stop) columns of those blocks of ``features``."""
     # A ListConfig, not a list: OmegaConf's in-place resolution (Hydra's instantiate) can't put a list into a node.
@@ -149,6 +140,8 @@ def register() -> None:
         OmegaConf.register_new_resolver("run_folder", run_folder_name)
     if not OmegaConf.has_resolver("feature_columns"):
         OmegaConf.register_new_resolver("feature_columns", feature_columns)
+    if not OmegaConf.has_resolver("sweep_folder"):
+        OmegaConf.register_new_resolver("sweep_folder", sweep_folder)
     store = ConfigStore.instance()
     store.store(group="trainer", name="trainer_schema", node=TrainerConfig)
     store.store(group="model", name="model_schema", node=M3BERTConfig)

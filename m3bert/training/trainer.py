@@ -11,7 +11,6 @@ import contextlib
 import json
 import logging
 import math
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from m3bert.common.figures import loss_curves, save_figure
 from m3bert.common.files import append_text, remove_stale_temp_files, write_json, write_text
 from m3bert.data import EpochSampler, collate, shard
 from m3bert.objectives import Objective
-from m3bert.training import checkpoint, distributed
+from m3bert.training import checkpoint, distributed, records
 from m3bert.training.optim import parameter_groups
 
 log = logging.getLogger(__name__)
@@ -66,16 +65,6 @@ def resolve_precision(name: str, device: torch.device) -> Precision:
             raise ValueError("trainer.precision=fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
         return Precision(torch.float16, torch.amp.GradScaler("cuda"))
     raise ValueError(f"trainer.precision must be auto, bf16, fp16 or fp32, got {name!r}")
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
 
 
 class LogWindow:
@@ -312,6 +301,8 @@ class Trainer:
         progress.close()
         summary = self.summarize(history, self.wall_time + time.perf_counter() - self._started, self.test())
         if self.logger is not None:
+            best = {f"best/{k}": v for k, v in self.best.items()}
+            self.logger.log_summary({**best, **summary["test"], "steps": self.step})
             self.logger.finish()
         return summary
 
@@ -331,8 +322,10 @@ class Trainer:
             self.logger = make_logger(
                 run_dir=str(self.run_dir),
                 name=self.run_name,
-                group=self.cfg.name,
                 hparams=OmegaConf.to_container(self.cfg, resolve=True),
+                monitor=self.tc.monitor,
+                monitor_mode=self.tc.monitor_mode,
+                **records.wandb_labels(self.run_dir, self.cfg),
             )
         if self.step >= self.tc.max_steps:
             log.info("Run already finished at step %d; raise trainer.max_steps to continue it", self.step)
@@ -577,7 +570,7 @@ class Trainer:
             "precision": self.precision.name,
             "device": str(self.device),
             "world_size": self.dist.world_size,
-            "git_commit": git_commit(),
+            "git_commit": records.git_commit(),
         }
         if self.dist.is_main:
             write_json(summary, self.run_dir / "metrics.json")

@@ -1,0 +1,268 @@
+"""The paper's study as one resumable pipeline: ``make reproduce-paper`` (``python -m m3bert.reproduce``).
+
+Stages, each a list of jobs:
+
+1. ``prepare``: features of the nine datasets (four pre-training corpora, five tasks);
+2. ``pretrain``: the encoder on the four corpora together (``+experiment=pretrain_paper``);
+3. ``finetune``: multi-task fine-tuning with the encoder frozen, fine-tuned, from scratch and the raw-feature
+   baseline, and each task alone (frozen encoder), over three seeds;
+4. ``report``: ``python -m m3bert.report`` over all of it, plus the paper-shaped tables (task x mode, multi-task
+   vs single-task, mean ± std over seeds) in ``paper_tables.md``.
+
+Every job has its own run folder under ``<experiments>/paper`` (``paper_demo`` for ``scale=demo``) and a run
+record, so a rerun skips finished jobs and resumes an interrupted one. Options (``key=value``):
+``scale=paper|demo`` (demo: the embedded demo corpus and its CPU-sized recipes), ``stages=prepare,pretrain,...``,
+``seeds=0,1,2``, ``dry_run=true`` (print one line per job, each with its own overrides, and run nothing), and
+``extra=...`` (Hydra overrides added to every training job, separated by spaces).
+Missing datasets are listed, with where to put them, before anything runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+log = logging.getLogger("m3bert.reproduce")
+
+STAGES = ("prepare", "pretrain", "finetune", "report")
+MODES = ("frozen", "finetune", "scratch", "baseline")
+
+
+@dataclass(frozen=True)
+class Scale:
+    folder: str  # under the experiments folder
+    datasets: tuple[str, ...]  # conf/dataset options to prepare
+    pretrain: tuple[str, ...]  # overrides of the pre-training job
+    finetune: tuple[str, ...]  # overrides every fine-tuning job starts from
+    tasks: tuple[str, ...]  # the single-task runs
+    builds_audio: bool = False  # the dataset builds its own audio (the demo corpus)
+    multitask: tuple[str, ...] = ()  # overrides of the multi-task runs only (their task set, if not the recipe's)
+
+
+SCALES = {
+    "paper": Scale(
+        "paper",
+        ("msd", "music4all", "mtg_jamendo", "fma", "gtzan", "mtg_jamendo_moodtheme", "ballroom", "deam", "rwc"),
+        ("+experiment=pretrain_paper",),
+        ("+experiment=finetune_mtl",),
+        ("gtzan", "mtg_moodtheme", "ballroom", "deam", "rwc"),
+    ),
+    "demo": Scale(
+        "paper_demo",
+        ("demo",),
+        ("+experiment=pretrain_demo",),
+        ("+experiment=finetune_demo",),
+        ("demo_style", "demo_tags", "demo_meter", "demo_tempo_register", "demo_instrument"),
+        builds_audio=True,
+    ),
+}
+
+
+@dataclass
+class Job:
+    stage: str
+    overrides: list[str]
+    folder: Path | None = None  # run folder (training jobs)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def command(self) -> str:
+        """The command line this job amounts to (what a dry run prints)."""
+        if self.stage == "prepare":
+            return "python -m m3bert.prepare " + " ".join(map(shlex.quote, self.overrides))
+        if self.stage == "report":
+            return "python -m m3bert.report " + " ".join(map(shlex.quote, self.overrides))
+        args = [*self.overrides, f"hydra.run.dir={self.folder}"]
+        return "python -m m3bert.train " + " ".join(map(shlex.quote, args))
+
+
+def compose(name: str, overrides: Sequence[str], hydra: bool = False):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    import m3bert.training.schemas  # noqa: F401  (registers the typed schemas and resolvers)
+    from m3bert.common.configs import config_dir
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return hydra_compose(name, overrides=list(overrides), return_hydra_config=hydra)
+
+
+def plan(scale: Scale, root: Path, seeds: Sequence[int], extra: Sequence[str] = ()) -> dict[str, list[Job]]:
+    """Every job of every stage, in order."""
+    pretrain_dir = root / "pretrain"
+    jobs: dict[str, list[Job]] = {stage: [] for stage in STAGES}
+    jobs["prepare"] = [Job("prepare", [f"dataset={name}"]) for name in scale.datasets]
+    jobs["pretrain"] = [Job("pretrain", [*scale.pretrain, *extra], pretrain_dir)]
+    checkpoint = f"encoder.checkpoint={pretrain_dir}"
+    for mode in MODES:
+        for seed in seeds:
+            overrides = [*scale.finetune, *scale.multitask, f"encoder.mode={mode}", f"seed={seed}", checkpoint, *extra]
+            jobs["finetune"].append(Job("finetune", overrides, root / "multitask" / f"{mode}_seed{seed}"))
+    for task in scale.tasks:
+        for seed in seeds:
+            overrides = [*scale.finetune, f"tasks=[{task}]", "encoder.mode=frozen", f"seed={seed}", checkpoint, *extra]
+            jobs["finetune"].append(Job("finetune", overrides, root / "single" / f"{task}_seed{seed}"))
+    jobs["report"] = [Job("report", [str(root), f"out={root / 'report'}"])]
+    return jobs
+
+
+def missing_datasets(scale: Scale, stages: Sequence[str]) -> list[str]:
+    """What is missing before the selected stages can run, one line per dataset with where to put it."""
+    lines = []
+    for name in scale.datasets:
+        cfg = compose("prepare", [f"dataset={name}"])
+        prepared = Path(cfg.out) / "train.csv"
+        if prepared.is_file():
+            continue
+        if "prepare" in stages:
+            source = cfg.dataset.get("source") or {}
+            audio = source.get("root")
+            if scale.builds_audio or audio is None or Path(audio).exists():
+                continue
+            lines.append(
+                f"{name}: put its audio, as distributed, in {audio} (M3BERT_AUDIO sets the parent folder; "
+                f"see conf/dataset/{name}.yaml)"
+            )
+        elif {"pretrain", "finetune"} & set(stages):
+            lines.append(
+                f"{name}: no prepared features in {cfg.out}; add the prepare stage or run python -m "
+                f"m3bert.prepare dataset={name}"
+            )
+    return lines
+
+
+def run_job(job: Job) -> None:
+    if job.stage == "prepare":
+        from m3bert.prepare import prepare
+
+        prepare(compose("prepare", job.overrides))
+    elif job.stage == "report":
+        from m3bert import report
+
+        report.main(job.overrides)
+        write_paper_tables(Path(job.overrides[0]), Path(job.overrides[1].removeprefix("out=")))
+    else:
+        from m3bert.train import run
+        from m3bert.training import records
+
+        cfg = compose("train", job.overrides, hydra=True)
+        exclude = list(cfg.hydra.job.config.override_dirname.exclude_keys)
+        with _open(cfg):
+            del cfg["hydra"]
+        run(cfg, job.folder, job.overrides, records.folder_key(job.overrides, exclude))
+
+
+def _open(cfg):
+    from omegaconf import open_dict
+
+    return open_dict(cfg)
+
+
+def write_paper_tables(root: Path, out: Path) -> pd.DataFrame:
+    """``paper_tables.md``: each task's primary test metric by encoder mode (multi-task runs) and multi-task vs
+    single-task (frozen encoder), as mean ± std (n) over seeds, from the report's ``results.csv``."""
+    from m3bert.common.files import write_text
+    from m3bert.report import format_mean_std, markdown_table, mean_std
+
+    results = pd.read_csv(out / "results.csv")
+    tuned = results[(results["stage"] == "finetune") & results["metric"].str.contains("/test/")]
+    tuned = tuned[~tuned["metric"].str.startswith("test/")]
+    tuned = tuned.assign(
+        task=tuned["metric"].str.split("/").str[0],
+        metric_name=tuned["metric"].str.split("/").str[-1],
+        kind=["single" if "/single/" in f"/{r}" else "multi" for r in tuned["run"].astype(str)],
+        mode=tuned.get("encoder.mode", pd.Series("frozen", index=tuned.index)).fillna("frozen"),
+    )
+
+    def cell(values) -> str:
+        return format_mean_std(*mean_std(list(values)))
+
+    multi = tuned[tuned["kind"] == "multi"]
+    by_mode = multi.pivot_table(index=["task", "metric_name"], columns="mode", values="value", aggfunc=cell)
+    by_mode = by_mode.reindex(columns=[m for m in MODES if m in by_mode.columns]).reset_index()
+    frozen = tuned[tuned["mode"] == "frozen"]
+    versus = frozen.pivot_table(index=["task", "metric_name"], columns="kind", values="value", aggfunc=cell)
+    versus = versus.rename(columns={"multi": "multi-task", "single": "single-task"}).reset_index()
+    for table in (by_mode, versus):
+        table.columns.name = None
+    lines = [
+        "# The paper's tables",
+        "",
+        "Each task's primary test metric (accuracy, macro ROC-AUC or R²), mean ± std over seeds (runs).",
+        "",
+        "## Multi-task fine-tuning by encoder mode",
+        "",
+        markdown_table(by_mode.rename(columns={"metric_name": "metric"})),
+        "## Multi-task vs single-task (frozen encoder)",
+        "",
+        markdown_table(versus.rename(columns={"metric_name": "metric"})),
+    ]
+    write_text("\n".join(lines), out / "paper_tables.md")
+    return by_mode
+
+
+OPTIONS = ("scale", "stages", "seeds", "dry_run", "extra")
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, list[Job]]:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return {}
+    options = {}
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep or key not in OPTIONS:
+            raise SystemExit(f"unknown argument {arg!r}: options are {', '.join(f'{o}=...' for o in OPTIONS)}")
+        options[key] = value
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s", datefmt="%H:%M:%S")
+    name = options.get("scale") or "paper"
+    if name not in SCALES:
+        raise SystemExit(f"scale={name}: choose one of {', '.join(SCALES)}")
+    scale = SCALES[name]
+    stages = [s for s in (options.get("stages") or ",".join(STAGES)).split(",") if s]
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise SystemExit(f"stages={options['stages']}: unknown {unknown}; stages are {', '.join(STAGES)}")
+    seeds = [int(s) for s in (options.get("seeds") or "0,1,2").split(",") if s]
+    extra = shlex.split(options.get("extra") or "")
+    dry_run = (options.get("dry_run") or "").lower() in ("1", "true", "yes")
+
+    experiments = Path(compose("train", []).paths.experiments_dir)
+    jobs = plan(scale, experiments / scale.folder, seeds, extra)
+    missing = missing_datasets(scale, stages)
+    if dry_run:
+        for stage in stages:
+            for job in jobs[stage]:
+                print(job.command)
+        for line in missing:
+            print(f"# missing: {line}")
+        return jobs
+    if missing:
+        raise SystemExit("Missing datasets; nothing has run:\n  " + "\n  ".join(missing))
+    started = time.perf_counter()
+    total = sum(len(jobs[s]) for s in stages)
+    done = 0
+    for stage in stages:
+        for job in jobs[stage]:
+            done += 1
+            log.info("[%d/%d] %s", done, total, job.command)
+            run_job(job)
+    log.info(
+        "reproduce-paper (scale=%s, stages %s) took %.1f min",
+        name,
+        ",".join(stages),
+        (time.perf_counter() - started) / 60,
+    )
+    return jobs
+
+
+if __name__ == "__main__":
+    main()

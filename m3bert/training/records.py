@@ -1,0 +1,255 @@
+"""Run records: what every run folder says about itself, so runs can be compared, resumed and told apart.
+
+``run.json`` in a run folder (written atomically, rewritten as the run goes on)::
+
+    {"status": "running" | "finished" | "failed",
+     "stage": "pretrain" | "finetune" | "probe",
+     "name": ..., "seed": ..., "overrides": [...],    # the command-line overrides that made the run
+     "folder_key": "...",                             # the overrides the folder name stands for (collision check)
+     "sweep": {"id", "job", "swept"} | null,          # the multirun it belongs to
+     "config": {...},                                  # the resolved config
+     "metrics": {"final", "best", "test"},             # from metrics.json once finished
+     "wall_time_s", "git_commit", "started", "ended", "error"}
+
+A run that was killed stays ``running`` forever: a reader cannot tell it from one still going, and says so.
+
+Sweeps: :class:`SweepCallback` (a Hydra callback, see ``conf/train.yaml``) runs once per multirun before any job
+and puts the sweep's identity into the environment (``M3BERT_SWEEP``), which every job, in-process or launched
+elsewhere, inherits: its id (``<name>-<hash of the sweep's overrides>``, so rerunning the same sweep command
+continues the same sweep and W&B group, and another sweep gets another) and the swept keys, which always go into
+the jobs' folder names and W&B tags.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import logging
+import os
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from m3bert.common.files import write_json
+
+log = logging.getLogger(__name__)
+
+RECORD = "run.json"
+SWEEP_ENV = "M3BERT_SWEEP"
+STAGES = ("pretrain", "finetune", "probe")
+
+
+class FolderCollision(RuntimeError):
+    """Two different runs would write into one folder."""
+
+
+def stage_of(cfg: DictConfig) -> str:
+    """``probe`` for the probing stage, ``finetune`` when the config selects tasks, else ``pretrain``."""
+    if str(cfg.get("stage", {}).get("_target_", "")).endswith("probing.run"):
+        return "probe"
+    return "finetune" if cfg.get("tasks") else "pretrain"
+
+
+def git_commit() -> str | None:
+    """The commit of the code that runs, or None outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+# ------------------------------------------------------------------------------------------------------ sweeps
+def parse_overrides(overrides: Sequence[str]):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create().parse_overrides([str(o) for o in overrides])
+
+
+def sweep_identity(name: str, overrides: Sequence[str]) -> dict[str, Any]:
+    """The sweep of a multirun command: ``{"id": "<name>-<8 hex>", "swept": [keys with several values]}``."""
+    parsed = parse_overrides(overrides)
+    digest = hashlib.sha1("\n".join(sorted(map(str, overrides))).encode()).hexdigest()[:8]
+    swept = sorted({o.key_or_group for o in parsed if o.is_sweep_override()})
+    return {"id": f"{name}-{digest}", "swept": swept}
+
+
+def current_sweep() -> dict[str, Any] | None:
+    """The sweep this process's jobs belong to (set by :class:`SweepCallback`), or None outside a multirun."""
+    raw = os.environ.get(SWEEP_ENV)
+    return json.loads(raw) if raw else None
+
+
+try:
+    from hydra.experimental.callback import Callback
+except ImportError:  # pragma: no cover - hydra < 1.1
+    Callback = object
+
+
+class SweepCallback(Callback):
+    """Announces the sweep to its jobs through the environment (see the module docstring)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        overrides = list(config.hydra.overrides.task)
+        identity = sweep_identity(str(config.get("name", "sweep")), overrides)
+        os.environ[SWEEP_ENV] = json.dumps(identity)
+        log.info("Sweep %s over %s", identity["id"], ", ".join(identity["swept"]) or "nothing")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        os.environ.pop(SWEEP_ENV, None)
+
+
+def folder_key(
+    overrides: Sequence[str], exclude_keys: Sequence[str], swept: Sequence[str] = (), canonical: bool = True
+) -> str:
+    """What a run folder's name stands for: the overrides, sorted, except ``exclude_keys`` (keys that don't change
+    what is trained), keeping every swept key, so no two jobs of one sweep share a folder; as Hydra's
+    ``override_dirname`` (``k=v,k=v``). ``canonical`` writes values as Hydra re-serialises them (``false`` and
+    ``False`` alike), so the key of a command compares equal however it was typed."""
+    lines = [
+        canonical_line(o) if canonical else o.input_line
+        for o in parse_overrides(overrides)
+        if o.key_or_group not in exclude_keys or o.key_or_group in swept
+    ]
+    return ",".join(sorted(lines))
+
+
+def canonical_line(override) -> str:
+    return f"{override.get_key_element()}={override.get_value_element_as_str()}"
+
+
+def same_overrides(a: Sequence[str], b: Sequence[str]) -> bool:
+    return sorted(map(canonical_line, parse_overrides(a))) == sorted(map(canonical_line, parse_overrides(b)))
+
+
+def run_folder_name(overrides: str) -> str:
+    """A single path component from Hydra's ``override_dirname``: slashes in values (paths) are replaced, and
+    a name too long for a file system is cut and suffixed with a hash of the whole, so it stays unique."""
+    name = overrides.replace("/", "_")
+    if len(name) > 180:
+        name = f"{name[:160]}-{hashlib.sha1(name.encode()).hexdigest()[:10]}"
+    return name
+
+
+def sweep_folder(overrides, exclude_keys) -> str:
+    """The ``sweep_folder`` resolver: a job's sub-folder of a multirun (see :func:`folder_key`)."""
+    sweep = current_sweep()
+    swept = sweep["swept"] if sweep else ()
+    return run_folder_name(folder_key(list(overrides), list(exclude_keys), swept, canonical=False))
+
+
+# ----------------------------------------------------------------------------------------------------- records
+def read(run_dir: str | Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / RECORD
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err}); delete it and rerun to start the record afresh") from err
+
+
+def check_folder(run_dir: str | Path, key: str, overrides: Sequence[str], sweep: dict | None) -> str:
+    """What to do in ``run_dir``: ``new`` (no run yet), ``resume`` (an unfinished or extendable run of the same
+    overrides) or ``skip`` (that run finished with exactly these overrides). Raises :class:`FolderCollision` when
+    the folder belongs to a run of other overrides, or to another job of the same sweep."""
+    record = read(run_dir)
+    if record is None:
+        return "new"
+    if record.get("folder_key") is not None and record["folder_key"] != key:
+        raise FolderCollision(
+            f"{run_dir} holds the run of overrides [{record['folder_key']}], not [{key}]: their folder names "
+            "coincide. Two runs never share a folder: set name=... or hydra.run.dir=... for this one"
+        )
+    theirs, ours = record.get("sweep") or {}, sweep or {}
+    # A rerun of a sweep expands its jobs in the same order, so one folder keeps one job number.
+    if theirs.get("id") and theirs.get("id") == ours.get("id") and theirs.get("job") != ours.get("job"):
+        raise FolderCollision(
+            f"{run_dir}: jobs {theirs.get('job')} and {ours.get('job')} of sweep {ours['id']} resolve to one "
+            "folder (the same overrides twice?); list each value once"
+        )
+    if record.get("status") == "finished" and same_overrides(record.get("overrides") or [], overrides):
+        return "skip"
+    return "resume"
+
+
+def start(
+    run_dir: str | Path, cfg: DictConfig, overrides: Sequence[str] | None, key: str | None, sweep: dict | None
+) -> dict[str, Any]:
+    """Write the ``running`` record of a run about to start (or resume) in ``run_dir``."""
+    previous = read(run_dir) or {}
+    try:
+        config = OmegaConf.to_container(cfg, resolve=True)
+    except Exception as err:  # noqa: BLE001 - a config that can't resolve fails later with its own message
+        log.debug("Config not resolvable for the record (%s); keeping it unresolved", err)
+        config = OmegaConf.to_container(cfg, resolve=False)
+    record = {
+        "status": "running",
+        "stage": stage_of(cfg),
+        "name": cfg.get("name"),
+        "seed": cfg.get("seed"),
+        "overrides": list(overrides) if overrides is not None else None,
+        "folder_key": key,
+        "sweep": sweep,
+        "config": config,
+        "metrics": None,
+        "git_commit": git_commit(),
+        "started": previous.get("started") or _now(),
+        "resumed": previous.get("status") is not None,
+        "ended": None,
+        "wall_time_s": None,
+        "error": None,
+    }
+    write_json(record, Path(run_dir) / RECORD)
+    return record
+
+
+def finish(run_dir: str | Path, record: dict[str, Any], summary: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """Mark the run finished with its metrics (``final``, ``best``, ``test`` of its summary)."""
+    record = {
+        **record,
+        "status": "finished",
+        "metrics": {k: summary.get(k) or {} for k in ("final", "best", "test")},
+        "steps": summary.get("steps"),
+        "wall_time_s": summary.get("wall_time_s", seconds),
+        "ended": _now(),
+    }
+    write_json(record, Path(run_dir) / RECORD)
+    return record
+
+
+def fail(run_dir: str | Path, record: dict[str, Any], error: BaseException, seconds: float) -> None:
+    """Mark the run failed with the error's type and message."""
+    record = {**record, "status": "failed", "error": f"{type(error).__name__}: {error}", "ended": _now()}
+    record["wall_time_s"] = seconds
+    write_json(record, Path(run_dir) / RECORD)
+
+
+def wandb_labels(run_dir: str | Path, cfg: DictConfig) -> dict[str, Any]:
+    """``group``, ``job_type`` and ``tags`` of a run's W&B record: the stage is the job type; runs of one sweep
+    share its id as group (else the experiment name; ``logger.group`` wins); tags are the swept overrides and the
+    encoder mode, besides ``logger.tags``."""
+    record = read(run_dir) or {}
+    sweep = record.get("sweep") or {}
+    tags = list(cfg.logger.get("tags") or [])
+    swept = set(sweep.get("swept") or ())
+    for override in parse_overrides(record.get("overrides") or []):
+        if override.key_or_group in swept:
+            tags.append(override.input_line.lstrip("+~"))
+    if cfg.get("encoder") is not None and cfg.encoder.get("mode"):
+        tags.append(f"encoder.mode={cfg.encoder.mode}")
+    return {
+        "group": cfg.logger.get("group") or sweep.get("id") or cfg.name,
+        "job_type": record.get("stage") or stage_of(cfg),
+        "tags": list(dict.fromkeys(t[:64] for t in tags)),  # W&B limits a tag to 64 characters
+    }

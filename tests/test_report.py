@@ -1,0 +1,293 @@
+"""Run records, the comparison report (local and from a stubbed W&B API) and the W&B labels of a run."""
+
+import json
+import math
+import struct
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+from conftest import TINY, make_config, task_overrides
+
+from m3bert import report
+from m3bert.train import run
+from m3bert.training import records
+
+QUICK = [
+    "+experiment=smoke",
+    *TINY,
+    "dataset.max_frames=64",
+    "trainer.batch_size=4",
+    "trainer.max_steps=2",
+    "trainer.val_every=2",
+    "trainer.log_every=1",
+    "trainer.image_every=0",
+]
+
+
+def sweep_runs(root: Path, ratios=(0.1, 0.3), seeds=(0, 1)) -> dict:
+    """The 2 x 2 smoke sweep masking.ratio x seed, run in-process as a multirun's jobs would be."""
+    sweep = {"id": "smoke-test", "swept": ["masking.ratio", "seed"]}
+    for job, (ratio, seed) in enumerate((r, s) for r in ratios for s in seeds):
+        overrides = [*QUICK, f"masking.ratio={ratio}", f"seed={seed}"]
+        run(
+            make_config(*overrides), root / f"masking.ratio={ratio},seed={seed}", overrides, sweep={**sweep, "job": job}
+        )
+    return sweep
+
+
+@pytest.fixture(scope="module")
+def smoke_sweep(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("sweep")
+    sweep_runs(root)
+    return root
+
+
+def test_run_record_says_what_a_comparison_needs(smoke_sweep):
+    record = records.read(smoke_sweep / "masking.ratio=0.3,seed=1")
+    assert record["status"] == "finished" and record["stage"] == "pretrain"
+    assert record["seed"] == 1 and record["config"]["masking"]["ratio"] == 0.3
+    assert "masking.ratio=0.3" in record["overrides"]
+    assert record["sweep"] == {"id": "smoke-test", "swept": ["masking.ratio", "seed"], "job": 3}
+    assert record["steps"] == 2 and record["wall_time_s"] > 0
+    assert set(record["metrics"]) == {"final", "best", "test"} and "val/loss" in record["metrics"]["best"]
+    assert len(record["git_commit"] or "0" * 40) == 40
+
+
+def test_report_of_a_two_by_two_sweep(smoke_sweep, tmp_path):
+    report.main([str(smoke_sweep), f"out={tmp_path}"])
+    text = (tmp_path / "report.md").read_text()
+    assert "| masking.ratio | val/loss |" in text  # seed aggregated away; the interpolated copy isn't a column
+    csv = pd.read_csv(tmp_path / "results.csv")
+    assert len(csv) == 4 and set(csv["metric"]) == {"val/loss"} and list(csv.columns[:3]) == ["stage", "run", "seed"]
+    for ratio in (0.1, 0.3):
+        values = csv.loc[csv["masking.ratio"] == ratio, "value"]
+        mean, std = values.mean(), values.std()  # pandas: the sample std, as the report
+        assert f"| 0.{int(ratio * 10)}00 | {mean:.3f} ± {std:.3f} (2) |" in text
+    assert (tmp_path / "figures/pretrain_vs_masking.ratio.png").stat().st_size > 5000
+    assert (tmp_path / "figures/pretrain_loss.png").is_file()
+    assert "![pretrain_vs_masking.ratio](figures/pretrain_vs_masking.ratio.png)" in text
+
+
+def test_failed_and_unfinished_runs_are_listed(smoke_sweep, tmp_path):
+    runs = report.find_runs([str(smoke_sweep)])
+    broken = [
+        report.Run("crashed_run", "failed", "pretrain", runs[0].config, error="FloatingPointError: non-finite loss"),
+        report.Run("killed_run", "unfinished", "pretrain", runs[1].config),
+    ]
+    report.write_report([*runs, *broken], tmp_path)
+    text = (tmp_path / "report.md").read_text()
+    assert "- `crashed_run`: failed — FloatingPointError: non-finite loss" in text
+    assert "- `killed_run`: unfinished (still running, or killed)" in text
+    assert "6 runs (4 finished, 1 failed, 1 unfinished)" in text
+
+
+def test_input_without_runs_is_named(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="empty: holds no run"):
+        report.find_runs([str(tmp_path / "empty")])
+    with pytest.raises(FileNotFoundError, match="nowhere: does not exist"):
+        report.find_runs([str(tmp_path / "nowhere")])
+
+
+def test_differing_keys_collapse_task_mixes_and_skip_ignored_keys():
+    a = {"seed": 0, "trainer": {"device": "cpu", "max_steps": 5}, "tasks": {"gtzan": {"type": "multiclass"}}}
+    b = {"seed": 1, "trainer": {"device": "cuda", "max_steps": 5}, "tasks": {"gtzan": {}, "deam": {}}}
+    assert report.differing_keys([a, b]) == {"tasks": ["gtzan", "deam+gtzan"]}
+
+
+def test_mean_std_of_seeds():
+    mean, std, n = report.mean_std([1.0, 2.0, 3.0])
+    assert (mean, std, n) == (2.0, 1.0, 3)
+    assert report.format_mean_std(*report.mean_std([0.5])) == "0.500 (1)"
+    assert math.isnan(report.mean_std([])[0])
+
+
+def test_folder_of_other_overrides_is_refused_and_finished_runs_are_skipped(smoke_sweep, tmp_path, caplog):
+    folder = smoke_sweep / "masking.ratio=0.1,seed=0"
+    record = records.read(folder)
+    with pytest.raises(records.FolderCollision, match="not \\[masking.ratio=0.2"):
+        records.check_folder(folder, "masking.ratio=0.2", record["overrides"], None)
+    with pytest.raises(records.FolderCollision, match="jobs 0 and 5 of sweep smoke-test"):
+        records.check_folder(folder, record["folder_key"], record["overrides"], {**record["sweep"], "job": 5})
+    assert records.check_folder(folder, record["folder_key"], record["overrides"], record["sweep"]) == "skip"
+    # Typed differently (False for false), still the same command: skipped, not run again.
+    overrides = [o.replace("=false", "=False") for o in record["overrides"]]
+    with caplog.at_level("INFO", logger="m3bert"):
+        summary = run(make_config(*overrides), folder, overrides, record["folder_key"], record["sweep"])
+    assert "Skipping" in caplog.text and summary["steps"] == 2
+
+
+def wandb_records(path: Path) -> list:
+    """The protobuf records of an offline run's .wandb file (a LevelDB-style log of 32 KiB blocks)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data, block, pos, part, out = path.read_bytes(), 32768, 7, b"", []
+    assert data[:4] == b":W&B"
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's tail too short for a header is padding
+            pos += block - pos % block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if kind == 0 and length == 0:
+            break
+        part, pos = part + data[pos + 7 : pos + 7 + length], pos + 7 + length
+        if kind in (1, 4):  # a full record, or the last piece of one
+            record = pb.Record()
+            record.ParseFromString(part)
+            out.append(record)
+            part = b""
+    return out
+
+
+@pytest.fixture(scope="module")
+def finetune_run(tmp_path_factory, pretrained) -> Path:
+    folder = tmp_path_factory.mktemp("finetune") / "run"
+    base = ["+experiment=finetune_mtl", "tasks=[gtzan]", *TINY, "logger=wandb", f"encoder.checkpoint={pretrained}"]
+    cfg = make_config(*base)
+    overrides = [
+        *base,
+        *task_overrides(cfg, folder.parent / "data"),
+        "trainer.max_steps=4",
+        "trainer.val_every=2",
+        "trainer.batch_size=4",
+        "dataset.max_frames=64",
+        "dataset.eval_max_frames=64",
+        "encoder.mode=frozen",
+    ]
+    sweep = {"id": "finetune_mtl-1234abcd", "swept": ["encoder.mode"], "job": 0}
+    run(make_config(*overrides), folder, overrides, sweep=sweep)
+    return folder
+
+
+def test_finetune_run_has_its_wandb_labels_and_test_metrics(finetune_run):
+    record = records.read(finetune_run)
+    assert record["stage"] == "finetune"
+    files = list((finetune_run / "wandb").glob("offline-run-*/*.wandb"))
+    assert files
+    entries = wandb_records(files[0])
+    (meta,) = [e.run for e in entries if e.WhichOneof("record_type") == "run"][:1]
+    assert meta.job_type == "finetune" and meta.run_group == "finetune_mtl-1234abcd"
+    assert set(meta.tags) == {"encoder.mode=frozen"}
+    summary = {u.key: json.loads(u.value_json) for e in entries if e.HasField("summary") for u in e.summary.update}
+    test = record["metrics"]["test"]
+    assert summary["gtzan/test/accuracy"] == pytest.approx(test["gtzan/test/accuracy"])
+    assert summary["best/val/score"] == pytest.approx(record["metrics"]["best"]["val/score"])
+
+
+class StubRun(SimpleNamespace):
+    def history(self, keys, pandas):
+        return [{"_step": row["step"], **{k: row[k] for k in keys if k in row}} for row in self.rows]
+
+
+class StubApi:
+    """wandb.Api() as the report uses it, serving runs recorded from real run folders."""
+
+    def __init__(self, runs):
+        self.runs_, self.calls = runs, []
+
+    def runs(self, path, filters=None):
+        self.calls.append((path, filters))
+        return [r for r in self.runs_ if not filters or r.group == filters.get("group")]
+
+
+def recorded(folder: Path, group: str) -> StubRun:
+    record = records.read(folder)
+    metrics = record["metrics"]
+    monitor = record["config"]["trainer"]["monitor"]
+    summary = {**metrics["final"], **metrics["test"], monitor: {"max": metrics["best"][monitor]}, "_step": 4}
+    rows = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
+    return StubRun(
+        name=folder.name, state="finished", job_type=record["stage"], group=group, config=record["config"],
+        summary=summary, rows=rows,
+    )  # fmt: skip
+
+
+def test_report_from_wandb_runs_and_the_published_report(finetune_run, smoke_sweep, tmp_path):
+    api = StubApi([recorded(finetune_run, "sweep-a"), recorded(smoke_sweep / "masking.ratio=0.1,seed=0", "other")])
+    runs = report.wandb_runs("me/m3bert", group="sweep-a", api=api)
+    assert api.calls == [("me/m3bert", {"group": "sweep-a"})]
+    (remote,) = runs
+    local = report.load_run(finetune_run)
+    assert remote.stage == "finetune" and remote.metrics["gtzan/test/accuracy"] == local.metrics["gtzan/test/accuracy"]
+    comparisons = report.write_report(runs, tmp_path)
+    assert comparisons[0].metrics == ["gtzan/test/accuracy", "test/score"]
+    assert "| gtzan/test/accuracy | test/score |" in (tmp_path / "report.md").read_text()
+    with pytest.raises(LookupError, match="no runs in group nope"):
+        report.wandb_runs("me/m3bert", group="nope", api=api)
+
+    saved = []
+
+    def block(kind):
+        return lambda **kw: SimpleNamespace(kind=kind, **kw)
+
+    def make_report(**kw):
+        return SimpleNamespace(save=lambda: saved.append(kw), url="https://wandb.ai/me/m3bert/reports/x", **kw)
+
+    kinds = ("H1", "H2", "ScatterPlot", "BarPlot", "LinePlot", "Runset", "PanelGrid")
+    reports = SimpleNamespace(
+        **{kind: block(kind) for kind in kinds},
+        Config=lambda key: f"config:{key}",
+        SummaryMetric=lambda key: f"summary:{key}",
+        Report=make_report,
+    )
+    url = report.publish_wandb_report("me", "m3bert", comparisons, group="sweep-a", reports=reports)
+    assert url.startswith("https://wandb.ai/") and len(saved) == 1
+    grid = saved[0]["blocks"][2]
+    assert grid.runsets[0].filters == "Metric('JobType') == 'finetune' and Metric('Group') == 'sweep-a'"
+    assert [p.kind for p in grid.panels] == ["BarPlot", "LinePlot"]
+    assert grid.panels[0].metrics == ["summary:gtzan/test/accuracy", "summary:test/score"]
+
+
+def test_published_report_builds_with_wandb_workspaces(smoke_sweep, monkeypatch):
+    wr = pytest.importorskip("wandb_workspaces.reports.v2")
+    monkeypatch.setattr(wr.Report, "save", lambda self, *a, **k: self)  # never reaches the network
+    monkeypatch.setattr(wr.Report, "url", property(lambda self: "offline"), raising=False)
+    comparisons = report.compare(report.find_runs([str(smoke_sweep)]))
+    assert report.publish_wandb_report("me", "m3bert", comparisons, group="smoke-test", reports=wr) == "offline"
+
+
+def readme_commands() -> list[list[str]]:
+    import shlex
+
+    from conftest import ROOT
+
+    text = (ROOT / "README.md").read_text().split("## Sweeps and comparisons", 1)[1].split("\n## ", 1)[0]
+    block = text.split("```bash", 1)[1].split("```", 1)[0]
+    return [shlex.split(line) for line in block.splitlines() if line and not line.startswith("#")]
+
+
+def test_readme_sweep_commands_compose_every_job():
+    import itertools
+
+    commands = [c[3:] for c in readme_commands() if c[:3] == ["python", "-m", "m3bert.train"]]
+    assert len(commands) == 5
+    for args in commands:
+        overrides = [a for a in args if a != "-m"]
+        choices = []
+        for override in records.parse_overrides(overrides):
+            key = override.get_key_element()
+            values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
+            choices.append([f"{key}={v}" for v in values] if override.is_sweep_override() else [override.input_line])
+        jobs = list(itertools.product(*choices))
+        assert ("-m" in args) == (len(jobs) > 1)
+        configs = [make_config(*job) for job in jobs]
+        assert all(cfg.trainer.max_steps > 0 for cfg in configs)
+        if any(a.startswith("tasks=[gtzan],") for a in args):  # the task-mix sweep: one run per mix
+            assert [sorted(cfg.tasks) for cfg in configs] == [
+                ["gtzan"],
+                ["deam", "gtzan"],
+                ["ballroom", "deam", "gtzan", "mtg_moodtheme", "rwc"],
+            ]
+
+
+def test_readme_report_and_make_commands_parse():
+    commands = readme_commands()
+    reports = [c[3:] for c in commands if c[:3] == ["python", "-m", "m3bert.report"]]
+    for args in reports:
+        inputs, options = report.parse_args(args)
+        assert "out" in options and all(i.startswith("multirun/") for i in inputs)
+        assert inputs or options.get("wandb") == "ENTITY/m3bert"
+    makes = [c for c in commands if c[0] == "make"]
+    assert [m[1] for m in makes] == ["reproduce-paper"] * 3

@@ -1,0 +1,69 @@
+"""make reproduce-paper: the job list, the missing-data check, and the whole pipeline on a tiny scale."""
+
+import subprocess
+
+import pandas as pd
+import pytest
+from conftest import ROOT, TINY, write_task_data
+
+from m3bert import reproduce
+from m3bert.training import records
+
+
+def test_dry_run_lists_every_job_with_its_own_overrides():
+    out = subprocess.run(
+        ["make", "-s", "reproduce-paper", "SCALE=demo", "DRY_RUN=1"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    multitask = [line for line in lines if "/multitask/" in line]
+    assert len(multitask) == 12
+    for mode in reproduce.MODES:
+        for seed in (0, 1, 2):
+            assert sum(f"encoder.mode={mode} seed={seed} " in line for line in multitask) == 1
+    single = [line for line in lines if "/single/" in line]
+    assert len(single) == 15 and all("encoder.mode=frozen" in line for line in single)
+    assert "'tasks=[demo_meter]'" in single[6]
+    assert lines[0] == "python -m m3bert.prepare dataset=demo"
+    assert lines[-1].startswith("python -m m3bert.report experiments/paper_demo out=experiments/paper_demo/report")
+
+
+def test_missing_datasets_are_listed_before_anything_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("M3BERT_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("M3BERT_AUDIO", str(tmp_path / "audio"))
+    monkeypatch.setenv("M3BERT_EXPERIMENTS", str(tmp_path / "experiments"))
+    with pytest.raises(SystemExit) as err:
+        reproduce.main([])
+    message = str(err.value)
+    assert message.count("put its audio") == 9 and str(tmp_path / "audio" / "rwc") in message
+    assert not (tmp_path / "experiments").exists()
+    with pytest.raises(SystemExit, match="gtzan: no prepared features"):
+        reproduce.main(["stages=finetune"])
+
+
+@pytest.mark.slow  # about 70 s on 2 cores: six tiny runs, twice
+def test_pipeline_on_a_tiny_scale_runs_resumes_and_reports(tmp_path, monkeypatch, caplog):
+    data = tmp_path / "data"
+    for name, kind, label in (("gtzan", "multiclass", "genre"), ("deam", "regression", ["valence", "arousal"])):
+        write_task_data(data / name, kind, label, clips=12)
+    monkeypatch.setenv("M3BERT_DATA", str(data))
+    monkeypatch.setenv("M3BERT_EXPERIMENTS", str(tmp_path / "experiments"))
+    tiny = reproduce.Scale(
+        "tiny", (), ("+experiment=smoke",), ("+experiment=finetune_mtl",), ("gtzan",),
+        multitask=("tasks=[gtzan,deam]",),
+    )  # fmt: skip
+    monkeypatch.setitem(reproduce.SCALES, "tiny", tiny)
+    extra = " ".join([*TINY, "trainer.max_steps=2", "trainer.val_every=2", "trainer.batch_size=4"])
+    args = ["scale=tiny", "stages=pretrain,finetune,report", "seeds=0", f"extra={extra}"]
+    jobs = reproduce.main(args)
+    root = tmp_path / "experiments" / "tiny"
+    folders = [job.folder for stage in ("pretrain", "finetune") for job in jobs[stage]]
+    assert len(folders) == 6 and all(records.read(f)["status"] == "finished" for f in folders)
+    tables = (root / "report" / "paper_tables.md").read_text()
+    assert "| task | metric | frozen | finetune | scratch | baseline |" in tables
+    assert "| task | metric | multi-task | single-task |" in tables
+    results = pd.read_csv(root / "report" / "results.csv")
+    assert set(results["stage"]) == {"pretrain", "finetune"}
+    with caplog.at_level("INFO", logger="m3bert"):
+        reproduce.main(args)  # a rerun skips every finished job
+    assert caplog.text.count("Skipping") == 6
