@@ -9,6 +9,7 @@ from m3bert.data.manifest import (
     RandomFeatureDataset,
     collate,
     read_manifest,
+    stats_path,
 )
 from m3bert.data.sampler import EpochSampler, shard
 
@@ -23,4 +24,5 @@ __all__ = [
     "collate",
     "read_manifest",
     "shard",
+    "stats_path",
 ]

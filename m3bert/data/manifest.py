@@ -1,7 +1,9 @@
 """Feature datasets: a manifest csv indexing ``.npy`` frame features, and generated features for smoke runs.
 
 A manifest has one row per clip with ``file_path`` (relative to the csv's folder, or absolute), ``length`` in frames
-and optional label columns. Each ``.npy`` holds ``(frames, feature_dim)`` float features.
+and optional label columns. Each ``.npy`` holds ``(frames, feature_dim)`` float features, normalised per file; beside
+it, ``<name>.stats.npy`` holds the clip's (2, feature_dim) mean and scale of the unnormalised features (written by
+``python -m m3bert.prepare``), from which any other :class:`~m3bert.features.Normalization` is applied at read time.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
+
+from m3bert.features.normalize import Normalization
 
 REQUIRED_COLUMNS = ("file_path", "length")
 
@@ -44,6 +48,12 @@ class Batch(NamedTuple):
             {k: move(v) for k, v in self.labels.items()},
             {k: move(v) for k, v in self.present.items()},
         )
+
+
+def stats_path(feature_file: str | Path) -> Path:
+    """Where a feature file's clip statistics live: ``features/x.npy`` -> ``features/x.stats.npy``."""
+    path = Path(feature_file)
+    return path.with_name(path.name.removesuffix(".npy") + ".stats.npy")
 
 
 def collate(clips: list[Clip]) -> Batch:
@@ -77,6 +87,8 @@ class ClipDataset(Dataset):
 
     #: (len(self),) per-clip sampling weights, or None for plain shuffling.
     sampling_weights: torch.Tensor | None = None
+    #: how the clips' features were normalised; the trainer records it in checkpoints (the model's own choice).
+    normalization: Normalization = Normalization()
 
 
 class ManifestDataset(ClipDataset):
@@ -84,6 +96,10 @@ class ManifestDataset(ClipDataset):
 
     Items are indexed by row, or by ``(row, seed, epoch)`` from :class:`m3bert.data.sampler.EpochSampler` so that
     random crops are reproducible.
+
+    ``normalization``: ``"per_file"`` (the stored features as they are), ``"dataset"`` (with the statistics of the
+    manifest's folder, ``normalization.npz``), or a :class:`~m3bert.features.Normalization` (e.g. a pre-trained
+    model's own, for fine-tuning on another folder).
     """
 
     def __init__(
@@ -94,8 +110,16 @@ class ManifestDataset(ClipDataset):
         crop: str = "random",
         min_frames: int = 1,
         check_files: bool = True,
+        normalization: str | Normalization = "per_file",
     ):
         self.manifest = Path(manifest)
+        if isinstance(normalization, str):
+            folder = self.manifest.parent
+            normalization = (
+                Normalization.from_folder(folder) if normalization == "dataset" else Normalization(normalization)
+            )
+        normalization.check_dim(feature_dim, str(self.manifest))
+        self.normalization = normalization
         if crop not in ("random", "start", "center"):
             raise ValueError(f"dataset crop must be random, start or center, got {crop!r}")
         self.feature_dim, self.max_frames, self.crop = feature_dim, max_frames, crop
@@ -106,6 +130,8 @@ class ManifestDataset(ClipDataset):
             # Reading only the headers is cheap, so every file is checked up front rather than an hour into a run.
             for row in range(len(self.paths)):
                 self._open(row)
+                if normalization.needs_clip_stats:
+                    self._stats(row)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -133,6 +159,21 @@ class ManifestDataset(ClipDataset):
             )
         return array
 
+    def _stats(self, row: int) -> np.ndarray:
+        """Row's (2, feature_dim) clip statistics (mean and scale of the unnormalised features)."""
+        path = stats_path(self.paths[row])
+        try:
+            stats = np.load(path)
+        except (ValueError, OSError, EOFError) as err:
+            raise ManifestError(
+                f"{self._where(row, str(path))}: no readable clip statistics ({type(err).__name__}), which "
+                f"{self.normalization.kind} normalisation needs; rerun python -m m3bert.prepare for this folder (it "
+                "re-extracts only the clips that lack them)"
+            ) from err
+        if stats.shape != (2, self.feature_dim) or not np.isfinite(stats).all():
+            raise ManifestError(f"{self._where(row, str(path))}: clip statistics of shape {stats.shape} or non-finite")
+        return stats
+
     def __getitem__(self, key: int | tuple[int, int, int]) -> Clip:
         row, *seed = key if isinstance(key, tuple) else (key,)
         array = self._open(row)
@@ -143,7 +184,10 @@ class ManifestDataset(ClipDataset):
             raise ManifestError(
                 f"{self._where(row, self.paths[row])}: features contain NaN or inf; re-extract this file"
             )
-        return Clip(torch.from_numpy(clip), row)
+        features = torch.from_numpy(clip)
+        if self.normalization.needs_clip_stats:
+            features = self.normalization.apply(features, torch.from_numpy(self._stats(row)))
+        return Clip(features, row)
 
 
 def read_manifest(path: Path, min_frames: int = 1) -> pd.DataFrame:
