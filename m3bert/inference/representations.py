@@ -41,6 +41,7 @@ from m3bert.features import audio_info, load_audio
 from m3bert.features.audio import expected_length
 from m3bert.inference.pretrained import FrontEnd, load_pretrained
 from m3bert.models.encoder import M3BERT
+from m3bert.models.pooling import masked_pool
 
 DEFAULT_WINDOW_FRAMES = 512  # the manifest datasets' pre-training crop (dataset.max_frames), ~12 s
 # Frames the front end needs at least (its delta features fit a 9-frame line); shorter clips are padded with silence.
@@ -66,12 +67,8 @@ class Representation:
     layers: tuple[int, ...]  # which hidden states, in order (0 = the embedding output, num_layers = the last layer)
 
     def pooled(self, how: str = "mean") -> torch.Tensor:
-        """(layers, hidden): the mean or max over frames."""
-        if how == "mean":
-            return self.hidden_states.float().mean(1)
-        if how == "max":
-            return self.hidden_states.amax(1)
-        raise ValueError(f"pooling must be mean or max, got {how!r}")
+        """(layers, hidden) mean or max over frames, or (layers, 2 hidden) ``mean_std`` (mean, then std)."""
+        return masked_pool(self.hidden_states, None, how)
 
 
 def plan_windows(frames: int, window: int, overlap: int, multiple: int = 1) -> list[Window]:
