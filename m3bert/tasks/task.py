@@ -109,9 +109,9 @@ def _resolve(name, kind, root, label, classes, top_k, weight) -> Task:
     return Task(name, kind, root, label, tuple(sorted(vocabulary)), weight=weight)
 
 
-@cache
 def model_normalization(path: str) -> Normalization:
-    """The input normalisation of a trained model (folder or pre-training run), read once per process."""
+    """The input normalisation of a trained model (folder or pre-training run). Read afresh each time (not cached):
+    a run folder's best checkpoint may have changed since."""
     return load_pretrained(path, key="encoder.checkpoint").front_end.normalization
 
 
