@@ -5,7 +5,10 @@
 3. fine-tune every demo task with the encoder frozen, fine-tuned and from scratch, and the raw-feature baseline
    (``+experiment=finetune_demo encoder.mode=...``);
 4. print a task x mode table of each task's primary test metric and write a report folder (markdown table, loss
-   curves, a masked / reconstructed / original figure).
+   curves, a masked / reconstructed / original figure);
+5. a clip-level linear probe: the pre-trained model is exported, ``python -m m3bert.extract`` embeds every clip's
+   audio, and a logistic regression on its clip embeddings is compared, in cross-validation grouped by work, with
+   the same probe on the mean ⊕ std of the unnormalised features (``clip_probe*.csv`` in the report).
 
 Every step keeps its outputs in a fixed place, so a second run reuses the corpus, the features and the checkpoints.
 """
@@ -25,12 +28,18 @@ import m3bert.training.schemas  # noqa: F401  (registers the typed schemas)
 from m3bert.common.configs import config_dir
 from m3bert.common.errors import reports_errors
 from m3bert.common.files import write_csv, write_json, write_text
+from m3bert.data import read_manifest
+from m3bert.export import export
+from m3bert.extract import assign_ids, extract, find_inputs
 from m3bert.prepare import prepare
 from m3bert.report import markdown_table
+from m3bert.tasks.clip_probe import FEATURES_BASELINE, clip_probe, feature_statistics, verdict
 from m3bert.train import run
 
 log = logging.getLogger("m3bert.demo")
 MODES = ("frozen", "finetune", "scratch", "baseline")
+# The clip embedding the probe's verdict is about: extract's statistics pooling (mean, then std) of the last layer.
+DEFAULT_CLIP_EMBEDDING = "m3bert mean+std, last layer"
 
 
 def compose_config(name: str, overrides: list[str]):
@@ -88,17 +97,63 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         )
         summaries[mode] = run(cfg, root / f"finetune_{mode}")
 
-    log.info("Step 4/4: report")
+    log.info("Step 4/5: report")
     table = primary_results(summaries, cfg.tasks)
     report = Path(args.report) if args.report else root / "report"
-    write_report(report, table, root, pretrain, summaries, time.perf_counter() - started)
+    log.info("Step 5/5: clip-level probe (export, extract, grouped cross-validation)")
+    probe = clip_level_probe(root, Path(prepared.out), cfg.tasks)
+    write_report(report, table, root, pretrain, summaries, time.perf_counter() - started, probe)
     print("\n" + markdown_table(table))
+    print(markdown_table(probe[1]))
     log.info("Report in %s (%.1f min in all)", report, (time.perf_counter() - started) / 60)
     return table
 
 
+def clip_level_probe(root: Path, prepared: Path, tasks: dict, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Export the pre-trained model, embed every clip's audio with ``m3bert.extract`` (its defaults, pooled
+    embeddings only) and probe each multiclass task's label; returns (every embedding's row, the verdict of
+    :data:`DEFAULT_CLIP_EMBEDDING` against the unnormalised-feature baseline)."""
+    import numpy as np
+
+    from m3bert.tasks import resolve_task
+
+    model = export(root / "pretrain", root / "model")
+    manifest = read_manifest(prepared / "manifest.csv")
+    inputs = root / "clip_probe_inputs.csv"
+    audio = [str(Path(a).resolve()) for a in manifest["audio"]]
+    write_csv(pd.DataFrame({"audio": audio}), inputs)
+    out = root / "clip_embeddings"
+    settings = [f"model_path={model}", f"input={inputs}", f"output={out}", "frame_level=false", "progress=false"]
+    extract(compose_config("extract", settings))
+    ids, _ = assign_ids(*find_inputs(inputs, [], "audio"))
+    pooled = {
+        how: np.stack([np.load(out / how / f"{ids[Path(a)]}.npy") for a in audio]).astype(np.float64)
+        for how in ("mean", "mean_std", "max")
+    }
+    embeddings = {
+        FEATURES_BASELINE: feature_statistics(manifest, prepared),
+        DEFAULT_CLIP_EMBEDDING: pooled["mean_std"][:, -1],
+        "m3bert mean, last layer": pooled["mean"][:, -1],
+        "m3bert max, last layer": pooled["max"][:, -1],
+        "m3bert mean+std, mean over layers": pooled["mean_std"].mean(1),
+    }
+    labels = [
+        resolve_task(name, spec).label[0]
+        for name, spec in tasks.items()
+        if resolve_task(name, spec).type == "multiclass"
+    ]
+    table = clip_probe(manifest, embeddings, labels)
+    return table, verdict(table, DEFAULT_CLIP_EMBEDDING)
+
+
 def write_report(
-    report: Path, table: pd.DataFrame, root: Path, pretrain: dict, summaries: dict, seconds: float
+    report: Path,
+    table: pd.DataFrame,
+    root: Path,
+    pretrain: dict,
+    summaries: dict,
+    seconds: float,
+    probe: tuple[pd.DataFrame, pd.DataFrame] | None = None,
 ) -> None:
     report.mkdir(parents=True, exist_ok=True)
     figures = {"pretrain_loss.png": root / "pretrain/loss_curves.png"}
@@ -128,6 +183,20 @@ def write_report(
         "![masked input, reconstruction, original](reconstruction.png)",
         "",
     ]
+    if probe is not None:
+        write_csv(probe[0], report / "clip_probe.csv")
+        write_csv(probe[1], report / "clip_probe_verdict.csv")
+        ahead = int(probe[1]["embedding_ahead"].sum())
+        lines += [
+            "## Clip-level linear probe",
+            "",
+            "Logistic regression on standardised clip vectors of every labelled clip, 5-fold cross-validation grouped "
+            f"by work; accuracy mean and std over folds. `{DEFAULT_CLIP_EMBEDDING}` (from `python -m m3bert.extract`) "
+            f"against `{FEATURES_BASELINE}`: ahead on {ahead} of {len(probe[1])} labels.",
+            "",
+            markdown_table(probe[1]),
+            markdown_table(probe[0]),
+        ]
     write_text("\n".join(lines), report / "README.md")
 
 

@@ -46,16 +46,18 @@ def export(run: str | Path, out: str | Path, features: FrontEnd | str | None = N
         loaded.front_end.hop_length,
         training_frames=loaded.training_frames,
         source=str(Path(loaded.source).resolve()),
+        normalization=loaded.front_end.normalization,
     )
     cfg = loaded.encoder.config
     log.info(
-        "Exported %s -> %s: %d layers x %d hidden, %s features at %d Hz, training crop %s frames",
+        "Exported %s -> %s: %d layers x %d hidden, %s features at %d Hz (normalised %s), training crop %s frames",
         loaded.source,
         out,
         cfg.num_layers,
         cfg.hidden_size,
         loaded.front_end.feature_set,
         loaded.front_end.sample_rate,
+        loaded.front_end.normalization.kind,
         loaded.training_frames,
     )
     return Path(out)

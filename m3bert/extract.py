@@ -9,11 +9,13 @@ Writes into ``output``:
 
 - ``frames/<id>.npy``: (layers, frames, hidden) hidden states of the selected ``layers`` (with ``frame_level=true``);
   output frame k stands for the audio around ``first_timestamp_s + k * frame_period_s`` seconds (see index.csv);
-- ``mean/<id>.npy`` and ``max/<id>.npy``: (layers, hidden) clip-level embeddings, pooled over the frames;
+- ``mean/<id>.npy`` and ``max/<id>.npy``: (layers, hidden) clip-level embeddings, pooled over the frames, and
+  ``mean_std/<id>.npy``: (layers, 2 hidden) statistics pooling, each layer's mean then its standard deviation over the
+  frames (see ``m3bert.models.pooling``);
 - ``index.csv``: one row per file: id, audio path, duration, output frames, timestamps, layers, output files;
 - ``failures.csv``: files that could not be used and why (missing, unreadable, corrupt...); the batch goes on;
 - ``embeddings.npz`` (``format=npz``): all of the above in one file (``ids``, ``mean``/``max`` (files, layers,
-  hidden), ``frames/<id>``...);
+  hidden), ``mean_std`` (files, layers, 2 hidden), ``frames/<id>``...);
 - ``extract.json``: the settings and a summary. A rerun with the same settings skips files already done, so an
   interrupted run resumes; different settings are refused unless ``overwrite=true``.
 
@@ -46,8 +48,11 @@ from m3bert.common.files import remove_stale_temp_files, reserve, write_csv, wri
 from m3bert.features import AudioError, audio_info
 from m3bert.inference.pretrained import fingerprint
 from m3bert.inference.representations import Representations
+from m3bert.models.pooling import STD_FLOOR
 
 log = logging.getLogger(__name__)
+# Clip-level embeddings written per file; the last one is written last, so its file marks a finished id.
+POOLED = ("mean", "mean_std", "max")
 SETTINGS_FILE = "extract.json"
 # What decides the numbers in the outputs: a rerun with other values must not mix its files with the old ones.
 SETTINGS_KEYS = (
@@ -162,24 +167,27 @@ class Outputs:
         return self.root / how / f"{id_}.npy"
 
     def done(self, id_: str) -> bool:
-        # Written frames -> mean -> max, each atomically: max being there means the rest is too.
-        return self.pooled(id_, "max").is_file() and (not self.frame_level or self.frames(id_).is_file())
+        # Written frames -> mean -> mean_std -> max, each atomically: max being there means the rest is too
+        # (mean_std is checked as well: folders from before it existed are completed by a rerun).
+        pooled = all(self.pooled(id_, how).is_file() for how in ("mean_std", "max"))
+        return pooled and (not self.frame_level or self.frames(id_).is_file())
 
     def remove(self, id_: str) -> None:
         """Delete what an earlier run left for ``id_``, so that a file failing now can't keep stale outputs."""
-        for path in (self.pooled(id_, "max"), self.pooled(id_, "mean"), self.frames(id_)):
+        for path in (*(self.pooled(id_, how) for how in reversed(POOLED)), self.frames(id_)):
             path.unlink(missing_ok=True)
 
 
 def encode_to_disk(
     rep: Representations, features: np.ndarray, frames_path: Path | None, dtype: np.dtype
-) -> tuple[np.ndarray, np.ndarray, int]:
+) -> tuple[dict[str, np.ndarray], int]:
     """Stream ``features`` (frames, dim) through the encoder, writing hidden states (layers, tokens, hidden) to
-    ``frames_path`` (memory-mapped, renamed into place when complete) if given. Returns (mean, max) over tokens,
-    each (layers, hidden) float32, and the number of tokens."""
+    ``frames_path`` (memory-mapped, renamed into place when complete) if given. Returns the pooled embeddings
+    (``mean`` and ``max`` (layers, hidden), ``mean_std`` (layers, 2 hidden); float32) and the number of tokens."""
     layers, hidden = len(rep.layers), rep.hidden_size
     tokens = math.ceil(len(features) / rep.downsample)
     total = np.zeros((layers, hidden))
+    squares = np.zeros((layers, hidden))
     peak = np.full((layers, hidden), -np.inf, dtype=np.float32)
     out = tmp = None
     if frames_path is not None:
@@ -192,6 +200,7 @@ def encode_to_disk(
         for start, states in rep.stream(features):
             chunk = states.float().cpu().numpy()
             total += chunk.sum(1, dtype=np.float64)
+            squares += np.square(chunk, dtype=np.float64).sum(1)
             np.maximum(peak, chunk.max(1), out=peak)
             if out is not None:
                 out[:, start : start + chunk.shape[1]] = chunk
@@ -203,7 +212,10 @@ def encode_to_disk(
         if tmp is not None:
             tmp.unlink(missing_ok=True)
         raise
-    return (total / tokens).astype(np.float32), peak, tokens
+    mean = total / tokens
+    std = np.sqrt(np.maximum(squares / tokens - mean**2, STD_FLOOR))  # float64 sums: no cancellation worth fearing
+    pooled = {"mean": mean, "mean_std": np.concatenate([mean, std], axis=-1), "max": peak}
+    return {how: pooled[how].astype(np.float32) for how in POOLED}, tokens
 
 
 def save_array(path: Path, array: np.ndarray) -> None:
@@ -259,8 +271,7 @@ def index_row(rep: Representations, outputs: Outputs, id_: str, audio: Path) -> 
         "first_timestamp_s": float(rep.timestamps(1)[0]),
         "layers": ";".join(map(str, rep.layers)),
         "frames_file": rel(outputs.frames(id_)) if outputs.frame_level else "",
-        "mean_file": rel(outputs.pooled(id_, "mean")),
-        "max_file": rel(outputs.pooled(id_, "max")),
+        **{f"{how}_file": rel(outputs.pooled(id_, how)) for how in POOLED},
     }
 
 
@@ -274,8 +285,10 @@ def pack_npz(rows: list[dict], outputs: Outputs, path: Path) -> None:
     arrays: dict[str, Any] = {
         "ids": np.array([r["id"] for r in rows]),
         "audio": np.array([r["audio"] for r in rows]),
-        "mean": np.stack([np.load(outputs.pooled(r["id"], "mean")) for r in rows]) if rows else np.zeros((0,)),
-        "max": np.stack([np.load(outputs.pooled(r["id"], "max")) for r in rows]) if rows else np.zeros((0,)),
+        **{
+            how: np.stack([np.load(outputs.pooled(r["id"], how)) for r in rows]) if rows else np.zeros((0,))
+            for how in POOLED
+        },
         "layers": np.array([int(i) for i in rows[0]["layers"].split(";")]) if rows else np.zeros((0,), int),
         "frame_period_s": np.array(rows[0]["frame_period_s"] if rows else np.nan),
         "first_timestamp_s": np.array(rows[0]["first_timestamp_s"] if rows else np.nan),
@@ -343,11 +356,11 @@ def extract(cfg: DictConfig) -> dict[str, Any]:
                 try:
                     features = rep.file_features(file, memmap=Path(scratch) / "features.npy")
                     frames_path = outputs.frames(id_) if cfg.frame_level else None
-                    mean, peak, _ = encode_to_disk(rep, features, frames_path, output_dtype)
+                    pooled, _ = encode_to_disk(rep, features, frames_path, output_dtype)
                     seconds = len(features) / rep.front_end.frame_rate
                     del features  # releases the scratch memory map before the next file reuses it
-                    save_array(outputs.pooled(id_, "mean"), mean.astype(output_dtype))
-                    save_array(outputs.pooled(id_, "max"), peak.astype(output_dtype))
+                    for how in POOLED:
+                        save_array(outputs.pooled(id_, how), pooled[how].astype(output_dtype))
                     audio_seconds += seconds
                 except (torch.OutOfMemoryError, DiskFullError):
                     raise  # not a property of the file: lower batch_size or window.frames, or free disk space

@@ -11,7 +11,9 @@ Timestamp embeddings are the encoder's output frames (one per 1024 samples, ~23 
 centre of each frame's audio in milliseconds from the start of the clip. With the default ``layer="mean"`` an
 embedding is the average of every hidden state (embedding output and all layers; s3prl/MARBLE-style probing finds the
 best layer varies by task, and the average is a robust single choice); ``"last"``, an index, or ``"concat"`` (all
-hidden states side by side) are the alternatives. Scene embeddings are timestamp embeddings averaged over time.
+hidden states side by side) are the alternatives. Scene embeddings pool the timestamp embeddings over time:
+``scene_pooling="mean"`` (default), ``"max"`` or ``"mean_std"`` (statistics pooling: mean and standard deviation side
+by side, twice as wide).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 from torch import nn
 
 from m3bert.inference.representations import Representations
+from m3bert.models.pooling import check_pooling, masked_pool, pooled_dim
 
 # The paper's base model with the default layer="mean", for tools that read these before loading a model;
 # a loaded model's own attributes are what counts.
@@ -36,7 +39,7 @@ class HearModel(nn.Module):
     """A :class:`Representations` with the attributes HEAR asks for: ``sample_rate`` (Hz), ``scene_embedding_size``
     and ``timestamp_embedding_size`` (ints)."""
 
-    def __init__(self, representations: Representations, layer: str | int = "mean"):
+    def __init__(self, representations: Representations, layer: str | int = "mean", scene_pooling: str = "mean"):
         super().__init__()
         self.representations = representations
         count = len(representations.layers)
@@ -48,7 +51,9 @@ class HearModel(nn.Module):
         self.sample_rate = int(representations.sample_rate)
         width = representations.hidden_size
         self.timestamp_embedding_size = width * count if layer == "concat" else width
-        self.scene_embedding_size = self.timestamp_embedding_size
+        check_pooling(scene_pooling)
+        self.scene_pooling = scene_pooling
+        self.scene_embedding_size = pooled_dim(self.timestamp_embedding_size, scene_pooling)
 
     def combine(self, states: torch.Tensor) -> torch.Tensor:
         """(layers, frames, hidden) -> (frames, timestamp_embedding_size)."""
@@ -65,6 +70,7 @@ def load_model(
     window_frames: int | None = None,
     batch_size: int = 16,
     dtype: str = "auto",
+    scene_pooling: str = "mean",
 ) -> HearModel:
     """Load a model for HEAR.
 
@@ -74,6 +80,7 @@ def load_model(
         layer: ``mean`` (default), ``last``, ``concat`` or a hidden-state index (0 = embedding output).
         window_frames / batch_size / dtype: see :class:`m3bert.inference.representations.Representations`
             (``auto``: bf16 where this CPU computes it natively, cosine >= 0.999 to fp32's embeddings).
+        scene_pooling: ``mean`` (default), ``max`` or ``mean_std`` for the scene embeddings.
     """
     path = model_file_path or os.environ.get(MODEL_ENV, "")
     if not path:
@@ -85,7 +92,7 @@ def load_model(
     rep = Representations.from_pretrained(
         path, layers="all", window_frames=window_frames, batch_size=batch_size, device="cpu", dtype=dtype
     )
-    return HearModel(rep, layer)
+    return HearModel(rep, layer, scene_pooling)
 
 
 def _check_audio(audio: torch.Tensor, model: HearModel) -> None:
@@ -128,6 +135,6 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: HearModel) -> tuple[tor
 
 @torch.no_grad()
 def get_scene_embeddings(audio: torch.Tensor, model: HearModel) -> torch.Tensor:
-    """(n_sounds, scene_embedding_size) float32: the timestamp embeddings averaged over time."""
+    """(n_sounds, scene_embedding_size) float32: the timestamp embeddings pooled over time (``model.scene_pooling``)."""
     embeddings, _ = get_timestamp_embeddings(audio, model)
-    return embeddings.mean(1)
+    return masked_pool(embeddings, None, model.scene_pooling)

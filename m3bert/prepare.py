@@ -4,14 +4,24 @@ Reads a dataset through its adapter (``dataset.source``), decodes audio in worke
 batches (on the GPU when there is one) and writes
 
 - ``<out>/features/<track id>[.segNNN].npy``: ``(frames, feature_dim)`` float32 (or float16 with
-  ``dtype=float16``: half the disk and reads, at most 2^-11 relative error), written atomically;
+  ``dtype=float16``: half the disk and reads, at most 2^-11 relative error), normalised per file (the paper's CMVN)
+  and written atomically; beside each, ``<name>.stats.npy``: (2, feature_dim) the clip's per-channel mean and
+  scale of the unnormalised features (what undoes the CMVN, and a clip-level feature baseline);
+- ``<out>/normalization.npz``: per-channel ``mean`` and ``std`` of the unnormalised features over every frame of the
+  training split (else of all clips), for models trained with ``features.normalization=dataset``;
 - ``<out>/manifest.csv`` (every clip) and ``train.csv`` / ``valid.csv`` / ``test.csv`` (one per split);
 - ``<out>/failures.csv``: files that were too short, silent, unreadable or gave non-finite features, with the reason;
 - ``<out>/summary.json``: counts, audio hours, failures by reason, wall time;
 - ``<out>/validated.json``: that every manifest's files passed the checks of :mod:`m3bert.data.validation`, so
   training trusts them without opening each file at start-up.
 
-A rerun skips clips whose feature file is already there with the right shape, so an interrupted run resumes.
+A rerun skips clips whose feature file (and statistics) are already there with the right shape, so an interrupted
+run resumes.
+
+Why per-file-normalised features plus statistics rather than unnormalised features: one prepared folder then serves
+every normalisation (:class:`m3bert.features.Normalization` applies the others at read time, a per-channel affine
+map per clip), existing folders and the paper's recipes read exactly what they read before, and a model fine-tuned
+on another folder applies its own pre-training statistics to it, not that folder's.
 """
 
 from __future__ import annotations
@@ -38,9 +48,11 @@ from m3bert.adapters.splits import check_fractions, random_split
 from m3bert.common.configs import Rule, check_config, config_dir
 from m3bert.common.devices import resolve_device
 from m3bert.common.errors import ConfigError, reports_errors
-from m3bert.common.files import remove_stale_temp_files, write_bytes, write_csv, write_json, write_npy
+from m3bert.common.files import remove_stale_temp_files, write_bytes, write_csv, write_json, write_npy, write_npz
+from m3bert.data import stats_path
 from m3bert.data.validation import check_finite, check_shape, manifest_key, record_validated
-from m3bert.features import AudioError, audio_info, build_feature_extractor, load_audio
+from m3bert.features import NORMALIZATION_FILE, AudioError, audio_info, build_feature_extractor, load_audio
+from m3bert.features.normalize import dataset_statistics
 
 log = logging.getLogger(__name__)
 CLIP_POLICIES = ("first", "middle", "segments", "full")
@@ -167,20 +179,38 @@ class ClipAudio(Dataset):
 
 
 def existing_frames(path: Path, feature_dim: int, dtype: np.dtype) -> int | None:
-    """Frames of a feature file from an earlier run, if it is stored in ``dtype`` and passes every check of
-    :mod:`m3bert.data.validation` (so the manifests written from it can be recorded as validated); None to
-    extract it again."""
+    """Frames of a feature file from an earlier run, if it is stored in ``dtype``, passes every check of
+    :mod:`m3bert.data.validation` (so the manifests written from it can be recorded as validated) and has its clip
+    statistics (folders from before clip statistics existed are re-extracted); None to extract it again."""
     try:
         array = np.load(path, mmap_mode="r")
         check_shape(array, str(path), feature_dim, array.shape[0] if array.ndim else 0, None)
         check_finite(array, str(path))
+        stats = np.load(stats_path(path), mmap_mode="r")
     except (OSError, ValueError, EOFError):  # ManifestError is a ValueError
+        return None
+    if stats.shape != (2, feature_dim):
         return None
     return array.shape[0] if array.dtype == dtype else None
 
 
-def save_features(path: Path, features: np.ndarray) -> None:
+def save_features(path: Path, features: np.ndarray, stats: np.ndarray) -> None:
+    # Statistics first: a feature file that exists always has its statistics (existing_frames checks both).
+    write_npy(stats, stats_path(path))
     write_npy(features, path)
+
+
+def write_dataset_statistics(rows: list[dict], out: Path, feature_dim: int) -> dict[str, Any]:
+    """``<out>/normalization.npz`` from the clip statistics of the training split (all clips if it has none)."""
+    split = "train" if any(r["split"] == "train" for r in rows) else "all"
+    chosen = [r for r in rows if split == "all" or r["split"] == "train"]
+    if not chosen:
+        return {}
+    stats = np.stack([np.load(stats_path(out / r["file_path"])) for r in chosen])
+    frames = np.array([r["length"] for r in chosen])
+    mean, std = dataset_statistics(stats, frames)
+    write_npz(out / NORMALIZATION_FILE, mean=mean.astype(np.float32), std=std.astype(np.float32))
+    return {"file": NORMALIZATION_FILE, "split": split, "clips": len(chosen), "frames": int(frames.sum())}
 
 
 def manifest_row(clip: Excerpt, frames: int, split: str) -> dict[str, Any]:
@@ -238,12 +268,13 @@ def write_features(
             waves = torch.zeros(len(good), int(lengths.max()))
             for row, d in enumerate(good):
                 waves[row, : len(d.audio)] = torch.from_numpy(d.audio)
-            with torch.no_grad():
-                features, frame_lengths = extractor(waves.to(device), lengths.to(device))
+            features, frame_lengths, stats = extractor.with_stats(waves.to(device), lengths.to(device))
             features, frame_lengths = features.float().cpu().numpy(), frame_lengths.cpu().tolist()
+            stats = stats.float().cpu().numpy()
             for row, d in enumerate(good):
                 values = features[row, : frame_lengths[row]]
-                if not np.isfinite(values).all():  # never saved: it would poison every batch it lands in
+                # Never saved: it would poison every batch it lands in.
+                if not (np.isfinite(values).all() and np.isfinite(stats[row]).all()):
                     outcome.failures.append(failure(d.clip.track, "features contain NaN or inf"))
                     continue
                 if len(values) == 0:
@@ -253,7 +284,7 @@ def write_features(
                 if not np.isfinite(values).all():
                     outcome.failures.append(failure(d.clip.track, f"features overflow {dtype}; use dtype=float32"))
                     continue
-                save_features(out / d.clip.name, values)
+                save_features(out / d.clip.name, values, stats[row])
                 seconds = len(d.audio) / extractor.sample_rate
                 outcome.seconds += seconds
                 outcome.rows.append(manifest_row(d.clip, len(values), splits[d.clip.track.track_id]))
@@ -340,6 +371,7 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
     for split in SPLITS:
         write_manifest([r for r in rows if r["split"] == split], out / f"{split}.csv", columns, extractor.feature_dim)
     write_table(failures, out / "failures.csv", columns=["track_id", "audio", "reason"])
+    normalization = write_dataset_statistics(rows, out, extractor.feature_dim)
     reasons = Counter(f["reason"].split(":")[0] for f in failures)
     summary = {
         "dataset": cfg.dataset.source._target_,
@@ -356,6 +388,9 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
         "wall_time_s": time.perf_counter() - started,
         "clip_policy": cfg.clip.policy,
         "dtype": cfg.dtype,
+        # Features are stored normalised per file; these statistics serve features.normalization=dataset.
+        "stored_normalization": "per_file",
+        "normalization": normalization,
         "device": str(device),
     }
     write_json(summary, out / "summary.json")

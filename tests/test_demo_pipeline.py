@@ -1,5 +1,6 @@
 import json
 
+import pandas as pd
 import pytest
 
 from m3bert import demo
@@ -14,8 +15,10 @@ def test_quick_demo_runs_end_to_end_and_reuses_its_work(tmp_path, monkeypatch):
     assert list(table.columns) == ["task", "metric", "frozen", "finetune", "scratch", "baseline"]
     assert len(table) == 5 and table[["frozen", "finetune", "scratch", "baseline"]].notna().all().all()
     report = tmp_path / "runs/demo_quick/report"
-    for name in ("README.md", "results.csv", "pretrain_loss.png", "reconstruction.png"):
+    for name in ("README.md", "results.csv", "pretrain_loss.png", "reconstruction.png", "clip_probe.csv"):
         assert (report / name).exists(), name
+    verdict = pd.read_csv(report / "clip_probe_verdict.csv")
+    assert set(verdict["label"]) == {"style", "meter", "instrument"} and verdict["baseline_accuracy"].notna().all()
     steps = json.loads((report / "results.json").read_text())["pretrain"]["steps"]
     # A second run finds every stage finished and only rewrites the report.
     checkpoints = sorted((tmp_path / "runs/demo_quick/pretrain/checkpoints").iterdir())

@@ -11,6 +11,7 @@ from m3bert.data.manifest import (
     SourcesDataset,
     collate,
     read_manifest,
+    stats_path,
 )
 from m3bert.data.sampler import EpochSampler, shard
 
@@ -27,4 +28,5 @@ __all__ = [
     "collate",
     "read_manifest",
     "shard",
+    "stats_path",
 ]

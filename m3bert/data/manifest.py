@@ -1,8 +1,10 @@
 """Feature datasets: a manifest csv indexing ``.npy`` frame features, and generated features for smoke runs.
 
 A manifest has one row per clip with ``file_path`` (relative to the csv's folder, or absolute), ``length`` in frames
-and optional label columns. Each ``.npy`` holds ``(frames, feature_dim)`` float32 or float16 features; in a packed
-manifest (an ``offset`` column) many clips share one such shard file.
+and optional label columns. Each ``.npy`` holds ``(frames, feature_dim)`` float32 or float16 features, normalised
+per file; beside it, ``<name>.stats.npy`` holds the clip's (2, feature_dim) mean and scale of the unnormalised
+features, from which any other :class:`~m3bert.features.Normalization` is applied at read time. In a packed manifest
+(an ``offset`` column) many clips share one shard file.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from m3bert.data.validation import (
     record_validated,
     validate_rows,
 )
+from m3bert.features.normalize import Normalization
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,12 @@ class Batch(NamedTuple):
             {k: move(v) for k, v in self.labels.items()},
             {k: move(v) for k, v in self.present.items()},
         )
+
+
+def stats_path(feature_file: str | Path) -> Path:
+    """Where a feature file's clip statistics live: ``features/x.npy`` -> ``features/x.stats.npy``."""
+    path = Path(feature_file)
+    return path.with_name(path.name.removesuffix(".npy") + ".stats.npy")
 
 
 def collate(clips: list[Clip]) -> Batch:
@@ -97,6 +106,8 @@ class ClipDataset(Dataset):
 
     #: (len(self),) per-clip sampling weights, or None for plain shuffling.
     sampling_weights: torch.Tensor | None = None
+    #: how the clips' features were normalised; the trainer records it in checkpoints (the model's own choice).
+    normalization: Normalization = Normalization()
 
 
 class ManifestDataset(ClipDataset):
@@ -110,6 +121,10 @@ class ManifestDataset(ClipDataset):
     With ``check_files``, the files are validated once per manifest (see :mod:`m3bert.data.validation`): if the
     folder's ``validated.json`` already covers this manifest's content, start-up opens no file at all; otherwise
     every file is checked (header and NaN scan) and the result stored. Every read checks its own file again.
+
+    ``normalization``: ``"per_file"`` (the stored features as they are), ``"dataset"`` (with the statistics of the
+    manifest's folder, ``normalization.npz``), or a :class:`~m3bert.features.Normalization` (e.g. a pre-trained
+    model's own, for fine-tuning on another folder).
     """
 
     def __init__(
@@ -120,8 +135,16 @@ class ManifestDataset(ClipDataset):
         crop: str = "random",
         min_frames: int = 1,
         check_files: bool = True,
+        normalization: str | Normalization = "per_file",
     ):
         self.manifest = Path(manifest)
+        if isinstance(normalization, str):
+            folder = self.manifest.parent
+            normalization = (
+                Normalization.from_folder(folder) if normalization == "dataset" else Normalization(normalization)
+            )
+        normalization.check_dim(feature_dim, str(self.manifest))
+        self.normalization = normalization
         if crop not in ("random", "start", "center"):
             raise ValueError(f"dataset crop must be random, start or center, got {crop!r}")
         self.feature_dim, self.max_frames, self.crop = feature_dim, max_frames, crop
@@ -136,6 +159,9 @@ class ManifestDataset(ClipDataset):
         self._headers: dict[str, Header] = {}  # shard path -> header, per process (packed layout only)
         if check_files:
             self.validate(content)
+            if normalization.needs_clip_stats:
+                for row in range(len(self)):
+                    self._stats(row)
 
     def validate(self, content: bytes) -> None:
         key = manifest_key(content, self.feature_dim)
@@ -175,6 +201,28 @@ class ManifestDataset(ClipDataset):
         check_shape(header, self._where(row), self.feature_dim, int(self._lengths[row]), offset)
         return header, offset or 0
 
+    def _stats(self, row: int) -> np.ndarray:
+        """Row's (2, feature_dim) clip statistics (mean and scale of the unnormalised features)."""
+        if self.offsets is not None:
+            raise ManifestError(
+                f"{self.manifest}: {self.normalization.kind} normalisation needs per-clip statistics, "
+                "which packed folders don't carry yet; train on the unpacked folder"
+            )
+        path = stats_path(self.path(row))
+        try:
+            stats = np.load(path)
+        except (ValueError, OSError, EOFError) as err:
+            raise ManifestError(
+                f"{path} (row {row + 2} of {self.manifest}): no readable clip statistics ({type(err).__name__}), which "
+                f"{self.normalization.kind} normalisation needs; rerun python -m m3bert.prepare for this folder (it "
+                "re-extracts only the clips that lack them)"
+            ) from err
+        if stats.shape != (2, self.feature_dim) or not np.isfinite(stats).all():
+            raise ManifestError(
+                f"{path} (row {row + 2} of {self.manifest}): clip statistics of shape {stats.shape} or non-finite"
+            )
+        return stats
+
     def __getitem__(self, key: int | tuple[int, int, int]) -> Clip:
         row, *seed = key if isinstance(key, tuple) else (key,)
         header, first = self._header(row)
@@ -188,7 +236,10 @@ class ManifestDataset(ClipDataset):
         )
         if not np.isfinite(clip).all():
             raise ManifestError(f"{self._where(row)}: features contain NaN or inf; re-extract this file")
-        return Clip(torch.from_numpy(clip), row)
+        features = torch.from_numpy(clip)
+        if self.normalization.needs_clip_stats:
+            features = self.normalization.apply(features, torch.from_numpy(self._stats(row)))
+        return Clip(features, row)
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_headers": {}}  # each worker reads its own

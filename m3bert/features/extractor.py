@@ -16,7 +16,7 @@ from torch import nn
 from m3bert.features.chroma import chroma_filterbank, normalize_frames, pitch_class_roll
 from m3bert.features.config import LOGMEL_BLOCKS, M3BERT_BLOCKS, SpectralConfig
 from m3bert.features.cqt import ConstantQ
-from m3bert.features.normalize import cmvn
+from m3bert.features.normalize import cmvn, cmvn_with_stats
 from m3bert.features.spectral import dct_matrix, delta, frame_mask, mel_filterbank, power_to_db, stft_magnitude, window
 from m3bert.features.tuning import estimate_tuning
 
@@ -119,6 +119,21 @@ class FeatureExtractor(nn.Module):
             feats = self._extract(y[sl, :longest], lengths[sl], self.num_frames(longest))
             out[sl, : feats.shape[1]] = feats
         return out, frame_lengths
+
+    @torch.no_grad()
+    def with_stats(
+        self, waveform: torch.Tensor, lengths: torch.Tensor | None = None, sample_rate: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-file-normalised features as :meth:`forward` computes them, plus each clip's statistics of the
+        unnormalised ones: ``(features (batch, frames, dim), frame_lengths (batch,), stats (batch, 2, dim))``
+        (mean and scale, see :func:`m3bert.features.normalize.cmvn_with_stats`)."""
+        normalize, self.normalize = self.normalize, False
+        try:
+            raw, frame_lengths = self(waveform, lengths, sample_rate)
+        finally:
+            self.normalize = normalize
+        features, stats = cmvn_with_stats(raw, frame_lengths)
+        return features, frame_lengths, stats
 
     def _extract(self, y: torch.Tensor, lengths: torch.Tensor, n_frames: int) -> torch.Tensor:
         """Features ``(batch, n_frames, feature_dim)`` of ``y`` ``(batch, samples)``, padding frames zero."""

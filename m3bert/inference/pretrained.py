@@ -5,7 +5,8 @@
     model = load_pretrained("my-model")                             # encoder + the front end it expects
 
 ``config.json`` records the architecture (``M3BERTConfig``), the front end the encoder was trained on (feature set,
-sample rate in Hz, hop in samples), the pre-training crop length in frames (the natural window for long inputs) and
+sample rate in Hz, hop in samples, and its input normalisation: ``per_file``, or ``dataset`` with the per-channel
+statistics it was pre-trained with), the pre-training crop length in frames (the natural window for long inputs) and
 the m3bert version that wrote it. Weights are safetensors: no pickle, so loading a downloaded model runs no code.
 """
 
@@ -13,37 +14,53 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from m3bert.common.files import write_bytes, write_json
-from m3bert.features import FEATURE_SETS, SpectralConfig, build_feature_extractor
+from m3bert.features import FEATURE_SETS, Normalization, SpectralConfig, build_feature_extractor
 from m3bert.features.extractor import FeatureExtractor
 from m3bert.models.encoder import M3BERT, M3BERTConfig
 from m3bert.training import checkpoint
 
 FORMAT = "m3bert-encoder"
-FORMAT_VERSION = 1  # raise when config.json changes incompatibly; older readers then refuse newer folders
+# Raise when config.json changes incompatibly; older readers then refuse newer folders. A folder gets the lowest
+# version that describes it: 2 added features.normalization, so per-file-normalised models are still written as 1.
+FORMAT_VERSION = 2
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
 @dataclass(frozen=True)
 class FrontEnd:
-    """The features an encoder reads: feature set name, input sample rate (Hz) and frame hop (samples)."""
+    """The features an encoder reads: feature set name, input sample rate (Hz), frame hop (samples) and the
+    normalisation that turns per-file-normalised features into its input."""
 
     feature_set: str
     sample_rate: int = SpectralConfig.sample_rate
     hop_length: int = SpectralConfig.hop_length
+    normalization: Normalization = field(default_factory=Normalization)
 
     def __post_init__(self) -> None:
         if self.feature_set not in FEATURE_SETS:
             raise ValueError(f"unknown feature set {self.feature_set!r}; known: {sorted(FEATURE_SETS)}")
         if self.sample_rate <= 0 or self.hop_length <= 0:
             raise ValueError(f"sample_rate and hop_length must be positive, got {self.sample_rate}, {self.hop_length}")
+        self.normalization.check_dim(self.feature_dim, f"front end {self.feature_set}")
+
+    def describe(self) -> str:
+        return f"{self.feature_set} ({self.sample_rate} Hz, hop {self.hop_length})"
+
+    def same_features(self, other: FrontEnd) -> bool:
+        """Whether ``other`` computes the same features (normalisation aside)."""
+        return (self.feature_set, self.sample_rate, self.hop_length) == (
+            other.feature_set,
+            other.sample_rate,
+            other.hop_length,
+        )
 
     @property
     def feature_dim(self) -> int:
@@ -61,11 +78,20 @@ class FrontEnd:
 
     def to_dict(self) -> dict[str, Any]:
         # Derived values are written too, for people reading the file; loading ignores them.
-        return {**asdict(self), "feature_dim": self.feature_dim, "frame_rate": self.frame_rate}
+        return {
+            "feature_set": self.feature_set,
+            "sample_rate": self.sample_rate,
+            "hop_length": self.hop_length,
+            "normalization": self.normalization.to_dict(),
+            "feature_dim": self.feature_dim,
+            "frame_rate": self.frame_rate,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FrontEnd:
-        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+        """From :meth:`to_dict`'s output; one without ``normalization`` (format 1) was normalised per file."""
+        known = {f.name: data[f.name] for f in fields(cls) if f.name in data and f.name != "normalization"}
+        return cls(**known, normalization=Normalization.from_dict(data.get("normalization")))
 
 
 @dataclass
@@ -113,6 +139,7 @@ def save_pretrained(
     hop_length: int = SpectralConfig.hop_length,
     training_frames: int | None = None,
     source: str | None = None,
+    normalization: Normalization | None = None,
 ) -> Path:
     """Write ``encoder`` as ``folder/config.json`` + ``folder/model.safetensors`` (each atomically).
 
@@ -121,6 +148,7 @@ def save_pretrained(
             128: logmel128). sample_rate: Hz. hop_length: samples per frame.
         training_frames: frames per pre-training crop, used as the default window for long inputs.
         source: where the weights came from (recorded for provenance only).
+        normalization: the input normalisation the encoder was trained with (None: per file, the paper's).
     Returns:
         the folder.
     """
@@ -130,7 +158,10 @@ def save_pretrained(
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"{folder}: exists and is not a folder; choose another output folder")
     front_end = FrontEnd(
-        feature_set or infer_feature_set(encoder.config.input_dim, str(folder)), sample_rate, hop_length
+        feature_set or infer_feature_set(encoder.config.input_dim, str(folder)),
+        sample_rate,
+        hop_length,
+        normalization or Normalization(),
     )
     _check_fits(encoder, front_end, str(folder))
     from safetensors.torch import save as safetensors_bytes
@@ -141,7 +172,7 @@ def save_pretrained(
     write_bytes(blob, folder / WEIGHTS_FILE)
     config = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": 1 if front_end.normalization.kind == "per_file" else FORMAT_VERSION,
         "m3bert_version": __version__,
         "architecture": encoder.config.to_dict(),
         "features": front_end.to_dict(),
@@ -201,13 +232,14 @@ def from_pretrained(
 def _check_expected(front_end: FrontEnd, expected: str | FrontEnd | None, where: str) -> None:
     if expected is None:
         return
+    # The features asked for are checked; the normalisation is the model's own, whatever the caller assumed.
     wanted = (
         expected if isinstance(expected, FrontEnd) else FrontEnd(expected, front_end.sample_rate, front_end.hop_length)
     )
-    if wanted != front_end:
+    if not wanted.same_features(front_end):
         raise ValueError(
-            f"{where}: feature-set mismatch: the model was trained on {front_end} but "
-            f"{wanted} was asked for; use features that match the model"
+            f"{where}: feature-set mismatch: the model was trained on {front_end.describe()} but "
+            f"{wanted.describe()} was asked for; use features that match the model"
         )
 
 
@@ -296,16 +328,20 @@ def _load_run(path: Path, features: str | FrontEnd | None, map_location, key: st
         raise ValueError(f"{file}: encoder weights don't match the architecture recorded with them ({err})") from err
     config = state.get("config") or {}
     recorded = config.get("features") or {}
+    # The statistics the run's training clips were normalised with (checkpoints from before: per file).
+    normalization = Normalization.from_dict(state.get("normalization"))
     if recorded.get("name"):
         front_end = FrontEnd(
             recorded["name"],
             int(recorded.get("sample_rate", SpectralConfig.sample_rate)),
             int(recorded.get("hop_length", SpectralConfig.hop_length)),
+            normalization,
         )
     elif isinstance(features, FrontEnd):
-        front_end = features
+        front_end = FrontEnd(features.feature_set, features.sample_rate, features.hop_length, normalization)
     else:
-        front_end = FrontEnd(features or infer_feature_set(encoder.config.input_dim, str(file)))
+        name = features or infer_feature_set(encoder.config.input_dim, str(file))
+        front_end = FrontEnd(name, normalization=normalization)
     training_frames = (config.get("dataset") or {}).get("max_frames")
     return Pretrained(encoder.to(map_location), front_end, int(training_frames) if training_frames else None, file)
 

@@ -13,7 +13,9 @@ the centre, so it keeps at least ``overlap_frames / 2`` frames of context on bot
 input). An input that fits one window is encoded in one pass, exactly as ``encoder(features)`` would.
 
 **Features.** Inputs up to ``segment_seconds`` long go through the front end in one piece, as
-``python -m m3bert.prepare`` computes them (normalised per file). Longer inputs are analysed segment by segment
+``python -m m3bert.prepare`` computes them (normalised per file), and then through the model's own input
+normalisation (``front_end.normalization``: none more for ``per_file``, the pre-training statistics for ``dataset``),
+the same function the training data went through. Longer inputs are analysed segment by segment
 with ``context_seconds`` of audio either side, so the frame-local parts of the features match the whole-file
 ones and memory stays bounded; the normalisation then uses the whole input's statistics, while the tuning
 estimate and the dB floor are per segment.
@@ -40,6 +42,7 @@ from m3bert.features import audio_info, load_audio
 from m3bert.features.audio import expected_length
 from m3bert.inference.pretrained import FrontEnd, load_pretrained
 from m3bert.models.encoder import M3BERT
+from m3bert.models.pooling import masked_pool
 
 DEFAULT_WINDOW_FRAMES = 512  # the manifest datasets' pre-training crop (dataset.max_frames), ~12 s
 # Frames the front end needs at least (its delta features fit a 9-frame line); shorter clips are padded with silence.
@@ -65,12 +68,8 @@ class Representation:
     layers: tuple[int, ...]  # which hidden states, in order (0 = the embedding output, num_layers = the last layer)
 
     def pooled(self, how: str = "mean") -> torch.Tensor:
-        """(layers, hidden): the mean or max over frames."""
-        if how == "mean":
-            return self.hidden_states.float().mean(1)
-        if how == "max":
-            return self.hidden_states.amax(1)
-        raise ValueError(f"pooling must be mean or max, got {how!r}")
+        """(layers, hidden) mean or max over frames, or (layers, 2 hidden) ``mean_std`` (mean, then std)."""
+        return masked_pool(self.hidden_states, None, how)
 
 
 def plan_windows(frames: int, window: int, overlap: int, multiple: int = 1) -> list[Window]:
@@ -121,7 +120,12 @@ def resolve_layers(spec, count: int) -> tuple[int, ...]:
 def normalize_in_place(x: np.ndarray, eps: float = 1e-8, rows: int = 8192) -> np.ndarray:
     """Give every column of ``x`` (frames, dims) zero mean and unit variance, as ``m3bert.features.cmvn`` does per
     clip, ``rows`` rows at a time so that ``x`` may be a memory map. Statistics are float64, over x - x[0] (as in
-    cmvn, a constant column then becomes exact zeros)."""
+    cmvn, a constant column then becomes exact zeros). Returns ``x``; :func:`normalize_in_place_with_stats` also
+    gives the (2, dims) mean and scale it used."""
+    return normalize_in_place_with_stats(x, eps, rows)[0]
+
+
+def normalize_in_place_with_stats(x: np.ndarray, eps: float = 1e-8, rows: int = 8192) -> tuple[np.ndarray, np.ndarray]:
     first = x[0].astype(np.float64)
     blocks = [slice(a, a + rows) for a in range(0, len(x), rows)]
     mean = sum((x[b].astype(np.float64) - first).sum(0) for b in blocks) / len(x)
@@ -129,7 +133,7 @@ def normalize_in_place(x: np.ndarray, eps: float = 1e-8, rows: int = 8192) -> np
     scale = 1.0 / np.sqrt(var + eps)
     for b in blocks:
         x[b] = ((x[b].astype(np.float64) - first - mean) * scale).astype(x.dtype)
-    return x
+    return x, np.stack([first + mean, np.sqrt(var + eps)]).astype(np.float32)
 
 
 def _stretch(wave, first: int, stop: int):
@@ -295,8 +299,13 @@ class Representations(nn.Module):
         batch = torch.zeros(len(waves), int(padded.max()), device=self.device)
         for row, wave in enumerate(waves):
             batch[row, : len(wave)] = torch.as_tensor(wave, dtype=torch.float32, device=self.device)
-        feats, _ = self.extractor(batch, padded.to(self.device))
-        return [feats[row, : 1 + int(n) // hop] for row, n in enumerate(lengths)]
+        norm = self.front_end.normalization
+        if not norm.needs_clip_stats:
+            feats, _ = self.extractor(batch, padded.to(self.device))
+            return [feats[row, : 1 + int(n) // hop] for row, n in enumerate(lengths)]
+        # The clip statistics cover the padded clip, as prepare's do for a clip of that length.
+        feats, _, stats = self.extractor.with_stats(batch, padded.to(self.device))
+        return [norm.apply(feats[row, : 1 + int(n) // hop], stats[row]) for row, n in enumerate(lengths)]
 
     def file_features(self, path: str | os.PathLike, memmap: str | os.PathLike | None = None) -> np.ndarray:
         """Features (frames, feature_dim) float32 of an audio file, decoded, mixed to mono and resampled.
@@ -354,7 +363,14 @@ class Representations(nn.Module):
             chunk = torch.nn.functional.pad(chunk[: stop - first], (0, max(0, stop - first - len(chunk))))
             raw, _ = self._raw_extractor(chunk[None])
             out[a:b] = raw[0, a - first // hop : b - first // hop].cpu().numpy()
-        return normalize_in_place(out)
+        out, stats = normalize_in_place_with_stats(out)
+        norm = self.front_end.normalization
+        if norm.needs_clip_stats:
+            stats = torch.from_numpy(stats)
+            for start in range(0, frames, 8192):
+                block = torch.from_numpy(np.asarray(out[start : start + 8192]))
+                out[start : start + 8192] = norm.apply(block, stats).numpy()
+        return out
 
     # ------------------------------------------------------------------------------------------------ encoder
     def _encode_pieces(self, pieces: Iterable) -> Iterator[torch.Tensor]:

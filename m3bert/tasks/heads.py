@@ -3,8 +3,8 @@ frames and a prediction head; plus each task type's loss, metrics and figures.
 
 Each task reads the encoder's layers through its own featurizer (the last layer, a fixed layer, or a learned
 softmax-weighted sum of all layers, as in s3prl), passes each frame through one frame-wise layer, pools over valid
-frames (mean or attention) and predicts with its own head (an MLP with one 512-unit hidden layer and dropout 0.2,
-MARBLE's probing protocol, or a linear layer).
+frames (mean, max, statistics pooling ``mean_std`` or attention) and predicts with its own head (an MLP with one
+512-unit hidden layer and dropout 0.2, MARBLE's probing protocol, or a linear layer).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from m3bert.models.pooling import POOLINGS, check_pooling, masked_pool, pooled_dim
 from m3bert.tasks import metrics
 from m3bert.tasks.task import Task
 
@@ -39,19 +40,23 @@ class Featurizer(nn.Module):
 
 
 class Pooling(nn.Module):
-    """(batch, tokens, dim) + valid mask -> (batch, dim): mean over valid tokens, or learned attention weights."""
+    """(batch, tokens, dim) + valid mask (batch, tokens) -> (batch, out_dim) over the valid tokens: ``mean``,
+    ``max``, ``mean_std`` (mean and standard deviation side by side: out_dim = 2 dim; see m3bert.models.pooling) or
+    ``attention`` (a learned score per token, softmax-weighted mean)."""
+
+    MODES = (*POOLINGS, "attention")
 
     def __init__(self, dim: int, mode: str):
         super().__init__()
-        if mode not in ("mean", "attention"):
-            raise ValueError(f"pooling must be mean or attention, got {mode!r}")
+        check_pooling(mode, self.MODES)
+        self.mode = mode
         self.score = nn.Linear(dim, 1) if mode == "attention" else None
+        self.out_dim = dim if mode == "attention" else pooled_dim(dim, mode)
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         if self.score is None:
-            weights = valid.to(x.dtype) / valid.sum(1, keepdim=True).clamp_min(1)
-        else:
-            weights = self.score(x).squeeze(-1).masked_fill(~valid, float("-inf")).softmax(1)
+            return masked_pool(x, valid, self.mode).to(x.dtype)
+        weights = self.score(x).squeeze(-1).masked_fill(~valid, float("-inf")).softmax(1)
         return torch.einsum("bt,btd->bd", weights, x)
 
 
@@ -84,7 +89,7 @@ class TaskHead(nn.Module):
         # frames, the same head on each representation.
         self.frames = nn.Sequential(nn.Linear(dim, dim), nn.GELU()) if frame_layer else nn.Identity()
         self.pooling = Pooling(dim, pooling)
-        self.head = make_head(dim, task.outputs, head, hidden, dropout)
+        self.head = make_head(self.pooling.out_dim, task.outputs, head, hidden, dropout)
 
     def forward(self, hidden_states, valid: torch.Tensor) -> torch.Tensor:
         return self.head(self.pooling(self.frames(self.featurizer(hidden_states)), valid))

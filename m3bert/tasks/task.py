@@ -17,6 +17,8 @@ import torch
 
 from m3bert.adapters.base import TAG_SEPARATOR
 from m3bert.data import Clip, ClipDataset, ConcatClipDataset, ManifestDataset, read_manifest
+from m3bert.features import Normalization
+from m3bert.inference.pretrained import load_pretrained
 
 TASK_TYPES = ("multiclass", "multilabel", "regression")
 SPLIT_FILES = {"train": "train.csv", "valid": "valid.csv", "test": "test.csv"}
@@ -108,6 +110,12 @@ def _resolve(name, kind, root, label, classes, top_k, weight) -> Task:
     return Task(name, kind, root, label, tuple(sorted(vocabulary)), weight=weight)
 
 
+def model_normalization(path: str) -> Normalization:
+    """The input normalisation of a trained model (folder or pre-training run). Read afresh each time (not cached):
+    a run folder's best checkpoint may have changed since."""
+    return load_pretrained(path, key="encoder.checkpoint").front_end.normalization
+
+
 class TaskDataset(ClipDataset):
     """A split of one prepared folder, served to the tasks that read it: the manifest's clips that carry a label of
     at least one of them, each labelled (under the task's name) for every one of those tasks whose label it carries.
@@ -116,12 +124,21 @@ class TaskDataset(ClipDataset):
     (the demo's five tasks all read one folder).
     """
 
-    def __init__(self, tasks: Task | Sequence[Task], split: str, feature_dim: int, max_frames: int | None, crop: str):
+    def __init__(
+        self,
+        tasks: Task | Sequence[Task],
+        split: str,
+        feature_dim: int,
+        max_frames: int | None,
+        crop: str,
+        normalization: str | Normalization = "per_file",
+    ):
         self.tasks = [tasks] if isinstance(tasks, Task) else list(tasks)
         if len({t.root for t in self.tasks}) != 1:
             raise ValueError(f"TaskDataset serves tasks of one prepared folder, got {[t.root for t in self.tasks]}")
         manifest = self.tasks[0].manifest(split)
-        self.features = ManifestDataset(str(manifest), feature_dim, max_frames, crop)
+        self.features = ManifestDataset(str(manifest), feature_dim, max_frames, crop, normalization=normalization)
+        self.normalization = self.features.normalization
         labels = [
             {t.name: y for t in self.tasks if (y := t.encode(row)) is not None}
             for _, row in self.features.table.iterrows()
@@ -150,6 +167,10 @@ class MultiTaskDataset(ConcatClipDataset):
 
     ``sampling_weights`` draws folders with probability proportional to ``size ** (1 / temperature)``:
     temperature 1 samples clips uniformly (folders in proportion to their size), larger temperatures even them out.
+
+    ``encoder`` (a model folder or pre-training run): its own input normalisation is applied to every folder (what
+    the encoder was trained on); without one, ``normalization`` (``per_file``, or ``dataset`` with each folder's
+    own ``normalization.npz``).
     """
 
     def __init__(
@@ -160,6 +181,8 @@ class MultiTaskDataset(ConcatClipDataset):
         max_frames: int | None = None,
         crop: str = "random",
         temperature: float = 1.0,
+        normalization: str = "per_file",
+        encoder: str | None = None,
     ):
         if not tasks:
             raise ValueError("no tasks selected: choose some, e.g. tasks=[gtzan,deam]")
@@ -167,7 +190,10 @@ class MultiTaskDataset(ConcatClipDataset):
         folders: dict[str, list[Task]] = {}
         for task in self.tasks:
             folders.setdefault(task.root, []).append(task)
-        parts = [TaskDataset(group, split, feature_dim, max_frames, crop) for group in folders.values()]
+        chosen: str | Normalization = model_normalization(str(encoder)) if encoder else normalization
+        parts = [TaskDataset(group, split, feature_dim, max_frames, crop, chosen) for group in folders.values()]
         self.temperature = temperature
         shares = None if temperature == 1.0 else [len(p) ** (1.0 / temperature) for p in parts]
         super().__init__(parts, shares)
+        # One record for the checkpoint: the first folder's (with dataset statistics per folder, they differ).
+        self.normalization = parts[0].normalization

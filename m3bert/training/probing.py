@@ -107,13 +107,21 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     pc = cfg.probe
-    encoder = load_pretrained(cfg.encoder.checkpoint, key="encoder.checkpoint").encoder
+    loaded = load_pretrained(cfg.encoder.checkpoint, key="encoder.checkpoint")
+    encoder = loaded.encoder
     rows = []
     for name, spec in cfg.tasks.items():
         task = resolve_task(name, spec)
         data = {}
         for split in ("train", "valid", "test"):
-            dataset = TaskDataset(task, split, cfg.dataset.feature_dim, cfg.dataset.eval_max_frames, "center")
+            dataset = TaskDataset(
+                task,
+                split,
+                cfg.dataset.feature_dim,
+                cfg.dataset.eval_max_frames,
+                "center",
+                loaded.front_end.normalization,  # the encoder's own
+            )
             cache = run_dir / "cache" / f"{name}_{split}.pt"
             data[split] = cached_representations(encoder, dataset, cache, pc.batch_size)
         layers = data["train"][0].shape[1]

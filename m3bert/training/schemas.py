@@ -105,6 +105,7 @@ class FeatureSetConfig:
     sample_rate: int = 44100  # Hz
     hop_length: int = 1024  # samples per frame
     dim: int = 324  # channels per frame
+    normalization: str = "per_file"  # per_file (the paper's CMVN) | dataset (training-split statistics)
     blocks: dict[str, list[int]] = field(default_factory=dict)  # name -> [start, stop) columns
 
 

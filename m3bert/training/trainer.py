@@ -183,6 +183,9 @@ class Trainer:
             "stale_evaluations": self.stale_evaluations,
             "wall_time_s": self.wall_time + time.perf_counter() - self._started,
             "model_config": OmegaConf.to_container(self.cfg.model, resolve=True),
+            # The input normalisation the model learned on (with its statistics): exported models and every
+            # consumer apply the same (m3bert.inference.pretrained).
+            "normalization": self.train_set.normalization.to_dict(),
             "config": OmegaConf.to_container(self.cfg, resolve=True),
         }
 

@@ -55,6 +55,9 @@ def test_a_folder_gives_frames_pooled_embeddings_an_index_and_failures(model, au
     assert frames.shape == (3, 1 + 4 * 44100 // 1024, 32) and frames.dtype == np.float32
     np.testing.assert_allclose(np.load(out / "mean" / "a.npy"), frames.mean(1), atol=1e-6)
     np.testing.assert_array_equal(np.load(out / "max" / "a.npy"), frames.max(1))
+    statistics = np.load(out / "mean_std" / "a.npy")  # (layers, 2 hidden): mean, then std over the frames
+    np.testing.assert_allclose(statistics, np.concatenate([frames.mean(1), frames.std(1)], -1), atol=1e-5)
+    assert index["mean_std_file"][0] == "mean_std/a.npy"
     assert np.load(out / "frames" / "sub" / "b.npy").shape == (3, 1 + 2 * 44100 // 1024, 32)
     # The same numbers as the Python API gives.
     api = Representations.from_pretrained(model)(audio / "a.wav")

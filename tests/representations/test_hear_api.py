@@ -101,3 +101,15 @@ def test_the_reference_validator_accepts_the_module(model_dir, tmp_path, monkeyp
             del sys.modules["tensorflow"]  # nothing after this test should see the stand-in
         sys.modules.pop("hearvalidator.validate", None)
     assert "Checking get_scene_embeddings" in capsys.readouterr().out
+
+
+def test_statistics_pooled_scene_embeddings(model_dir):
+    model = hear.load_model(str(model_dir), scene_pooling="mean_std")
+    assert (model.timestamp_embedding_size, model.scene_embedding_size) == (32, 64)
+    audio = torch.rand(2, 44100) * 2 - 1
+    embeddings, _ = hear.get_timestamp_embeddings(audio, model)
+    scene = hear.get_scene_embeddings(audio, model)
+    assert scene.shape == (2, 64)
+    torch.testing.assert_close(scene, torch.cat([embeddings.mean(1), embeddings.std(1, unbiased=False)], -1))
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        hear.load_model(str(model_dir), scene_pooling="median")

@@ -1,0 +1,45 @@
+"""Pooling frame sequences into clip vectors over their valid frames: one definition for clip embeddings
+(``extract``, :class:`m3bert.inference.representations.Representation`), HEAR scene embeddings and task heads.
+
+``mean``: the average frame. ``max``: the per-channel maximum. ``mean_std``: statistics pooling, the mean and the
+(population) standard deviation side by side, so a clip's spread over time survives as well as its average.
+"""
+
+from __future__ import annotations
+
+import torch
+
+POOLINGS = ("mean", "max", "mean_std")
+STD_FLOOR = 1e-10  # variance floor before the square root: a constant channel gets std 1e-5 and a finite gradient
+
+
+def pooled_dim(dim: int, how: str) -> int:
+    """Width of the pooled vector of ``dim``-wide frames."""
+    check_pooling(how)
+    return 2 * dim if how == "mean_std" else dim
+
+
+def check_pooling(how: str, allowed: tuple[str, ...] = POOLINGS) -> None:
+    if how not in allowed:
+        raise ValueError(f"pooling must be one of {allowed}, got {how!r}")
+
+
+def masked_pool(x: torch.Tensor, valid: torch.Tensor | None, how: str) -> torch.Tensor:
+    """Pool ``x`` (..., frames, dim) over the frames where ``valid`` (..., frames) is true (None: all frames).
+
+    Returns (..., dim) for ``mean`` and ``max``, (..., 2 * dim) for ``mean_std`` ([mean, std]); computed in float32
+    at least.
+    """
+    check_pooling(how)
+    x = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    if valid is None:
+        valid = torch.ones(x.shape[:-1], dtype=torch.bool, device=x.device)
+    mask = valid[..., None]
+    if how == "max":
+        return x.masked_fill(~mask, float("-inf")).amax(-2)
+    count = mask.sum(-2).clamp_min(1).to(x.dtype)
+    mean = x.masked_fill(~mask, 0.0).sum(-2) / count
+    if how == "mean":
+        return mean
+    var = (x - mean[..., None, :]).masked_fill(~mask, 0.0).square().sum(-2) / count
+    return torch.cat([mean, var.clamp_min(STD_FLOOR).sqrt()], dim=-1)
