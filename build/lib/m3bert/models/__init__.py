@@ -1,5 +1,0 @@
-"""The M3BERT encoder. Models take tensors and import nothing else of m3bert."""
-
-from m3bert.models.encoder import M3BERT, EncoderOutput, M3BERTConfig
-
-__all__ = ["EncoderOutput", "M3BERT", "M3BERTConfig"]
