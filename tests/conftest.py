@@ -103,3 +103,21 @@ def pretrained(tmp_path_factory) -> Path:
         folder,
     )
     return folder
+
+
+def crash_after_checkpoint(cfg: DictConfig, run_dir: Path, step: int, monkeypatch) -> None:
+    """Run ``cfg`` in ``run_dir`` and crash it right after its step-``step`` checkpoint (as a kill would)."""
+    from m3bert.train import run
+    from m3bert.training.trainer import Trainer
+
+    save = Trainer.save
+
+    def save_then_crash(self, name=None):
+        save(self, name)
+        if self.step == step:
+            raise KeyboardInterrupt(f"simulated crash after the step-{step} checkpoint")
+
+    monkeypatch.setattr(Trainer, "save", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, run_dir)
+    monkeypatch.setattr(Trainer, "save", save)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import CONF, ROOT, TINY, make_config, task_overrides
+from conftest import CONF, ROOT, TINY, crash_after_checkpoint, make_config, task_overrides
 from hydra import compose, initialize_config_dir
 
 from m3bert.common import files
@@ -30,7 +30,6 @@ from m3bert.prepare import check_prepare_config, prepare
 from m3bert.train import run
 from m3bert.training import checkpoint
 from m3bert.training.schemas import check_train_config
-from m3bert.training.trainer import Trainer
 
 QUICK = [
     *TINY,
@@ -92,17 +91,7 @@ def straight(tmp_path_factory):
 
 def crash_after_step_4(run_dir, monkeypatch) -> None:
     """The 6-step run, stopped right after its step-4 checkpoint."""
-    save = Trainer.save
-
-    def save_then_crash(self, name=None):
-        save(self, name)
-        if self.step == 4:
-            raise KeyboardInterrupt("simulated crash")
-
-    monkeypatch.setattr(Trainer, "save", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        run(make_config(*SIX_STEPS), run_dir)
-    monkeypatch.setattr(Trainer, "save", save)
+    crash_after_checkpoint(make_config(*SIX_STEPS), run_dir, 4, monkeypatch)
 
 
 def assert_same_run(got, expected, step: int = 6) -> None:

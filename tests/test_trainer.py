@@ -8,11 +8,10 @@ import time
 
 import pytest
 import torch
-from conftest import ROOT, TINY, make_config
+from conftest import ROOT, TINY, crash_after_checkpoint, make_config
 
 from m3bert.train import run
 from m3bert.training import checkpoint
-from m3bert.training.trainer import Trainer
 
 QUICK = [
     *TINY,
@@ -43,17 +42,7 @@ def test_resume_continues_exactly_as_if_never_stopped(tmp_path, monkeypatch):
     run(make_config(*overrides), straight)
 
     crashed = tmp_path / "crashed"
-    save = Trainer.save
-
-    def save_then_crash(self, name=None):
-        save(self, name)
-        if self.step == 10:
-            raise KeyboardInterrupt("simulated crash after the step-10 checkpoint")
-
-    monkeypatch.setattr(Trainer, "save", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        run(make_config(*overrides), crashed)
-    monkeypatch.setattr(Trainer, "save", save)
+    crash_after_checkpoint(make_config(*overrides), crashed, 10, monkeypatch)
     assert max(losses(crashed)) == 10
     run(make_config(*overrides), crashed)
 
