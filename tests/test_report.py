@@ -1,5 +1,6 @@
 """Run records, the comparison report (local and from a stubbed W&B API) and the W&B labels of a run."""
 
+import datetime
 import json
 import math
 import struct
@@ -8,7 +9,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
-from conftest import TINY, make_config, task_overrides
+from conftest import TINY, make_config, task_overrides, write_task_data
 
 from m3bert import report
 from m3bert.train import run
@@ -97,6 +98,16 @@ def test_differing_keys_collapse_task_mixes_and_skip_ignored_keys():
     assert report.differing_keys([a, b]) == {"tasks": ["gtzan", "deam+gtzan"]}
 
 
+def test_each_invocation_of_a_sweep_is_its_own_group():
+    overrides = ["+experiment=smoke", "masking.ratio=0.1,0.3", "seed=0,1"]
+    first = records.sweep_identity("smoke", overrides, datetime.datetime(2026, 1, 2, 3, 4, 5))
+    again = records.sweep_identity("smoke", list(reversed(overrides)), datetime.datetime(2026, 1, 2, 3, 9, 0))
+    assert first["id"] == f"smoke-{first['command']}-20260102-030405" and first["swept"] == ["masking.ratio", "seed"]
+    assert again["command"] == first["command"] and again["id"] != first["id"]
+    other = records.sweep_identity("smoke", ["+experiment=smoke", "masking.ratio=0.1,0.5"])
+    assert other["command"] != first["command"]
+
+
 def test_mean_std_of_seeds():
     mean, std, n = report.mean_std([1.0, 2.0, 3.0])
     assert (mean, std, n) == (2.0, 1.0, 3)
@@ -174,6 +185,23 @@ def test_finetune_run_has_its_wandb_labels_and_test_metrics(finetune_run):
     test = record["metrics"]["test"]
     assert summary["gtzan/test/accuracy"] == pytest.approx(test["gtzan/test/accuracy"])
     assert summary["best/val/score"] == pytest.approx(record["metrics"]["best"]["val/score"])
+
+
+def test_probe_run_has_its_own_wandb_record(tmp_path, pretrained):
+    root = write_task_data(tmp_path / "data", "multiclass", "genre", clips=24)
+    overrides = ["+experiment=probe", "tasks=[gtzan]", f"tasks.gtzan.root={root}", f"encoder.checkpoint={pretrained}"]
+    overrides += ["probe.epochs=2", "probe.learning_rates=[1e-3]", "probe.progress=false"]
+    folder = tmp_path / "probe"
+    summary = run(make_config(*TINY, *overrides, "logger=wandb"), folder, overrides)
+    (file,) = folder.glob("wandb/offline-run-*/*.wandb")
+    entries = wandb_records(file)
+    (meta,) = [e.run for e in entries if e.WhichOneof("record_type") == "run"][:1]
+    assert meta.job_type == "probe" and meta.run_group == "probe"
+    logged = {u.key: json.loads(u.value_json) for e in entries if e.HasField("summary") for u in e.summary.update}
+    assert logged["gtzan/test/accuracy"] == pytest.approx(summary["test"]["gtzan/test/accuracy"])
+    assert logged["best/gtzan/layer"] == summary["best"]["gtzan/layer"]
+    steps = [e.history for e in entries if e.HasField("history")]
+    assert len(steps) >= 4  # layers 0, 1, 2 and the weighted sum (tiny model)
 
 
 class StubRun(SimpleNamespace):

@@ -108,3 +108,23 @@ class TensorBoardLogger(Logger):
 
 def no_logger(**_: Any) -> Logger:
     return Logger()
+
+
+def open_logger(cfg, run_dir: str | Path, name: str, monitor: str | None, monitor_mode: str) -> Logger:
+    """The logger ``cfg.logger`` configures, labelled as the run's record says (stage, sweep, tags; see
+    :func:`m3bert.training.records.wandb_labels`), for training and probing runs alike."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from m3bert.training import records
+
+    # Built as a partial and called here, so Hydra doesn't try to instantiate the config it is given.
+    make_logger = instantiate(cfg.logger, _partial_=True)
+    return make_logger(
+        run_dir=str(run_dir),
+        name=name,
+        hparams=OmegaConf.to_container(cfg, resolve=True),
+        monitor=monitor,
+        monitor_mode=monitor_mode,
+        **records.wandb_labels(run_dir, cfg),
+    )

@@ -27,6 +27,7 @@ from m3bert.models.encoder import padding_mask
 from m3bert.report import markdown_table
 from m3bert.tasks.heads import make_head, task_loss, task_metrics
 from m3bert.tasks.task import Task, TaskDataset, resolve_task
+from m3bert.training.loggers import open_logger
 
 log = logging.getLogger(__name__)
 
@@ -157,14 +158,34 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
         test.update({f"{name}/test/{c}": float(row[c]) for c in metrics if pd.notna(row[c])})
     summary = {"name": cfg.name, "probes": rows, "best": best, "test": test}
     write_json(summary, run_dir / "metrics.json")
-    _plot(table, run_dir / "probe_layers.png")
+    figure = _plot(table)
+    try:
+        _log(cfg, run_dir, table, summary, figure)
+    finally:
+        save_figure(figure, run_dir / "probe_layers.png", dpi=90)
     log.info(
         "Probe results (test metrics with the learning rate chosen on validation):\n%s", table.to_string(index=False)
     )
     return summary
 
 
-def _plot(table: pd.DataFrame, path: Path) -> None:
+def _log(cfg: DictConfig, run_dir: Path, table: pd.DataFrame, summary: dict, figure) -> None:
+    """The probe's run in the configured logger (job type ``probe``): each task's metrics per layer (the step is
+    the layer; the weighted sum comes after the last layer), the layer plot, and best / test in the summary."""
+    logger = open_logger(cfg, run_dir, cfg.name, None, "max")
+    try:
+        for name, part in table.groupby("task", sort=False):
+            for step, row in enumerate(part.to_dict("records")):
+                values = {k: v for k, v in row.items() if k not in ("task", "layer") and pd.notna(v)}
+                logger.log_metrics({f"{name}/layer/{k}": float(v) for k, v in values.items()}, step)
+        logger.log_figure("probe_layers", figure, 0)
+        best = {f"best/{k}": v for k, v in summary["best"].items()}
+        logger.log_summary({**best, **summary["test"]})
+    finally:
+        logger.finish()
+
+
+def _plot(table: pd.DataFrame) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
     for name, part in table.groupby("task"):
         layered = part[part["layer"] != "weighted_sum"]
@@ -180,4 +201,4 @@ def _plot(table: pd.DataFrame, path: Path) -> None:
     ax.set_ylabel("test metric")
     ax.grid(alpha=0.3)
     ax.legend()
-    save_figure(fig, path, dpi=90)
+    return fig

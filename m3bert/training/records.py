@@ -15,9 +15,9 @@ A run that was killed stays ``running`` forever: a reader cannot tell it from on
 
 Sweeps: :class:`SweepCallback` (a Hydra callback, see ``conf/train.yaml``) runs once per multirun before any job
 and puts the sweep's identity into the environment (``M3BERT_SWEEP``), which every job, in-process or launched
-elsewhere, inherits: its id (``<name>-<hash of the sweep's overrides>``, so rerunning the same sweep command
-continues the same sweep and W&B group, and another sweep gets another) and the swept keys, which always go into
-the jobs' folder names and W&B tags.
+elsewhere, inherits: its id (``<name>-<hash of the sweep's overrides>-<start time>``, unique per invocation, so
+each invocation is one W&B group, while the job folders depend on the overrides alone and a rerun of the same
+command skips or resumes its jobs) and the swept keys, which always go into the jobs' folder names and W&B tags.
 """
 
 from __future__ import annotations
@@ -76,12 +76,15 @@ def parse_overrides(overrides: Sequence[str]):
     return OverridesParser.create().parse_overrides([str(o) for o in overrides])
 
 
-def sweep_identity(name: str, overrides: Sequence[str]) -> dict[str, Any]:
-    """The sweep of a multirun command: ``{"id": "<name>-<8 hex>", "swept": [keys with several values]}``."""
+def sweep_identity(name: str, overrides: Sequence[str], started: datetime.datetime | None = None) -> dict[str, Any]:
+    """The sweep of one multirun invocation: ``{"id": "<name>-<8 hex>-<YYYYmmdd-HHMMSS>", "command": "<8 hex>",
+    "swept": [keys with several values]}``; ``command`` (the hash of the overrides) is the same for every
+    invocation of one command, the id is not."""
     parsed = parse_overrides(overrides)
     digest = hashlib.sha1("\n".join(sorted(map(str, overrides))).encode()).hexdigest()[:8]
     swept = sorted({o.key_or_group for o in parsed if o.is_sweep_override()})
-    return {"id": f"{name}-{digest}", "swept": swept}
+    stamp = (started or datetime.datetime.now()).strftime("%Y%m%d-%H%M%S")
+    return {"id": f"{name}-{digest}-{stamp}", "command": digest, "swept": swept}
 
 
 def current_sweep() -> dict[str, Any] | None:
@@ -172,7 +175,7 @@ def check_folder(run_dir: str | Path, key: str, overrides: Sequence[str], sweep:
             "coincide. Two runs never share a folder: set name=... or hydra.run.dir=... for this one"
         )
     theirs, ours = record.get("sweep") or {}, sweep or {}
-    # A rerun of a sweep expands its jobs in the same order, so one folder keeps one job number.
+    # Within one invocation (one sweep id) a folder belongs to one job; a rerun is another sweep and may reuse it.
     if theirs.get("id") and theirs.get("id") == ours.get("id") and theirs.get("job") != ours.get("job"):
         raise FolderCollision(
             f"{run_dir}: jobs {theirs.get('job')} and {ours.get('job')} of sweep {ours['id']} resolve to one "

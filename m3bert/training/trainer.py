@@ -29,6 +29,7 @@ from m3bert.common.files import append_text, remove_stale_temp_files, write_json
 from m3bert.data import EpochSampler, collate, shard
 from m3bert.objectives import Objective
 from m3bert.training import checkpoint, distributed, records
+from m3bert.training.loggers import open_logger
 from m3bert.training.optim import parameter_groups
 
 log = logging.getLogger(__name__)
@@ -320,16 +321,7 @@ class Trainer:
         resumed = self.resume()
         history = self.read_history(trim_after=self.step)
         if self.dist.is_main:
-            # Built as a partial and called here, so Hydra doesn't try to instantiate the config it is given.
-            make_logger = instantiate(self.cfg.logger, _partial_=True)
-            self.logger = make_logger(
-                run_dir=str(self.run_dir),
-                name=self.run_name,
-                hparams=OmegaConf.to_container(self.cfg, resolve=True),
-                monitor=self.tc.monitor,
-                monitor_mode=self.tc.monitor_mode,
-                **records.wandb_labels(self.run_dir, self.cfg),
-            )
+            self.logger = open_logger(self.cfg, self.run_dir, self.run_name, self.tc.monitor, self.tc.monitor_mode)
         if self.step >= self.tc.max_steps:
             log.info("Run already finished at step %d; raise trainer.max_steps to continue it", self.step)
         elif self.stopped_early:
