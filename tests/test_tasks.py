@@ -103,6 +103,54 @@ def test_frozen_encoder_stays_bit_identical(tmp_path, two_tasks, pretrained):
     assert any(not torch.equal(tuned[k], before[k]) for k in encoder_keys)
 
 
+def test_windows_crops_are_a_fixed_set_of_half_overlapping_windows():
+    from m3bert.data.manifest import crop_start
+
+    starts = {crop_start(100, 32, "windows", (0, epoch, 7)) for epoch in range(200)}
+    assert starts == {0, 16, 32, 48, 64}  # every window that fits, and nothing else
+    assert crop_start(20, 32, "windows", (0, 0, 7)) == 0  # a short clip is one crop
+
+
+def test_frozen_state_cache_serves_the_encoders_states_and_skips_it_on_a_hit(two_tasks, pretrained):
+    tasks = {"gtzan": {**two_tasks["genre"]}}
+    encoder = {"mode": "frozen", "checkpoint": str(pretrained), "cache_states": True, "cache_gb": 1.0}
+    model = MultiTaskModel(tasks, TINY_MODEL, encoder, feature_dim=324).train()
+    assert model.train_crop == "windows"
+    data = MultiTaskDataset(tasks, "train", 324, 32, "windows")
+    batch = collate([data[(i, 0, 0)] for i in range(6)])
+    with torch.no_grad():
+        direct = model.encoder(batch.features, batch.lengths).hidden_states
+    cached, valid = model.represent(batch)
+    for ours, theirs in zip(cached, direct):  # the encoder's states through float16
+        torch.testing.assert_close(ours, theirs.half().float(), rtol=0, atol=0)
+    calls = []
+    model.encoder.register_forward_hook(lambda *args: calls.append(1))
+    again, _ = model.represent(batch)
+    assert not calls and all(torch.equal(a, b) for a, b in zip(again, cached))
+    assert (model.cache.hits, model.cache.misses) == (6, 6)
+    model.eval()  # evaluation encodes its (centre) crops afresh
+    model.represent(batch)
+    assert calls == [1]
+
+
+def test_frozen_run_with_the_state_cache_resumes_exactly(tmp_path, two_tasks, pretrained, monkeypatch):
+    from conftest import crash_after_checkpoint
+
+    overrides = [*TINY, "+experiment=finetune_mtl", "dataset.max_frames=32", "trainer.max_steps=8"]
+    overrides += ["trainer.batch_size=8", "trainer.val_every=4", "trainer.save_every=4", "trainer.log_every=1"]
+    overrides += [f"encoder.checkpoint={pretrained}", "encoder.cache_states=true", "tasks=[gtzan]"]
+    overrides += [f"tasks.gtzan.root={two_tasks['genre']['root']}"]
+    run(make_config(*overrides), tmp_path / "whole")
+    crash_after_checkpoint(make_config(*overrides), tmp_path / "resumed", 4, monkeypatch)
+    run(make_config(*overrides), tmp_path / "resumed")  # the cache starts empty again
+    losses = [
+        [json.loads(line)["train/loss"] for line in (tmp_path / run_dir / "log.jsonl").read_text().splitlines()
+         if "train/loss" in json.loads(line)]
+        for run_dir in ("whole", "resumed")
+    ]  # fmt: skip
+    assert len(losses[0]) == 8 and losses[0] == losses[1]
+
+
 @pytest.mark.parametrize("mode", ["scratch", "baseline"])
 def test_learnable_signal_is_learned_and_shuffled_labels_are_not(tmp_path, mode):
     def test_metrics(shuffle):

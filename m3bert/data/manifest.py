@@ -47,6 +47,7 @@ class Clip(NamedTuple):
     features: torch.Tensor  # (frames, feature_dim) float32
     index: int  # row in the manifest
     labels: dict[str, torch.Tensor] = {}  # per-clip targets, each of a fixed shape per key
+    start: int = 0  # first frame of the crop in its file
 
 
 class Batch(NamedTuple):
@@ -55,6 +56,7 @@ class Batch(NamedTuple):
     indices: torch.Tensor  # (batch,) manifest rows
     labels: dict[str, torch.Tensor] = {}  # key -> (batch, ...) targets, zero where a clip has none
     present: dict[str, torch.Tensor] = {}  # key -> (batch,) bool, whether each clip carries that label
+    starts: torch.Tensor | None = None  # (batch,) first frame of each crop in its file
 
     def to(self, device: torch.device | str) -> Batch:
         move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
@@ -64,6 +66,7 @@ class Batch(NamedTuple):
             move(self.indices),
             {k: move(v) for k, v in self.labels.items()},
             {k: move(v) for k, v in self.present.items()},
+            None if self.starts is None else move(self.starts),
         )
 
 
@@ -87,17 +90,27 @@ def collate(clips: list[Clip]) -> Batch:
         example = next(c.labels[key] for c in clips if key in c.labels)
         present[key] = torch.tensor([key in c.labels for c in clips])
         labels[key] = torch.stack([c.labels.get(key, torch.zeros_like(example)) for c in clips])
-    return Batch(features, lengths, torch.tensor([c.index for c in clips]), labels, present)
+    indices, starts = torch.tensor([c.index for c in clips]), torch.tensor([c.start for c in clips])
+    return Batch(features, lengths, indices, labels, present, starts)
+
+
+CROPS = ("random", "windows", "start", "center")
 
 
 def crop_start(length: int, max_frames: int | None, mode: str, key: tuple[int, ...]) -> int:
     """First frame of the crop. ``random`` draws from a generator keyed by (seed, epoch, index), so a clip's crop
-    is the same whichever worker loads it and after a resume."""
+    is the same whichever worker loads it and after a resume; ``windows`` draws one of the half-overlapping
+    windows that start at multiples of ``max_frames // 2`` (a finite set of crops per clip, which a frozen
+    encoder's state cache can hold)."""
     if max_frames is None or length <= max_frames or mode == "start":
         return 0
     if mode == "center":
         return (length - max_frames) // 2
-    return int(np.random.default_rng(key).integers(0, length - max_frames + 1))
+    rng = np.random.default_rng(key)
+    if mode == "windows":
+        hop = max(max_frames // 2, 1)
+        return hop * int(rng.integers(0, (length - max_frames) // hop + 1))
+    return int(rng.integers(0, length - max_frames + 1))
 
 
 class ClipDataset(Dataset):
@@ -108,6 +121,10 @@ class ClipDataset(Dataset):
     sampling_weights: torch.Tensor | None = None
     #: how the clips' features were normalised; the trainer records it in checkpoints (the model's own choice).
     normalization: Normalization = Normalization()
+
+    def use_crop(self, mode: str) -> None:
+        """Crop every clip this way from now on (one of :data:`CROPS`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no crop to change")
 
 
 class ManifestDataset(ClipDataset):
@@ -145,8 +162,8 @@ class ManifestDataset(ClipDataset):
             )
         normalization.check_dim(feature_dim, str(self.manifest))
         self.normalization = normalization
-        if crop not in ("random", "start", "center"):
-            raise ValueError(f"dataset crop must be random, start or center, got {crop!r}")
+        if crop not in CROPS:
+            raise ValueError(f"dataset crop must be one of {', '.join(CROPS)}, got {crop!r}")
         self.feature_dim, self.max_frames, self.crop = feature_dim, max_frames, crop
         content = read_bytes(self.manifest)
         self.table = read_manifest(self.manifest, min_frames, content)
@@ -239,7 +256,12 @@ class ManifestDataset(ClipDataset):
         features = torch.from_numpy(clip)
         if self.normalization.needs_clip_stats:
             features = self.normalization.apply(features, torch.from_numpy(self._stats(row)))
-        return Clip(features, row)
+        return Clip(features, row, start=start)
+
+    def use_crop(self, mode: str) -> None:
+        if mode not in CROPS:
+            raise ValueError(f"dataset crop must be one of {', '.join(CROPS)}, got {mode!r}")
+        self.crop = mode
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_headers": {}}  # each worker reads its own
@@ -313,6 +335,10 @@ class ConcatClipDataset(ClipDataset):
         part, local = self.locate(row)
         clip = self.parts[part][(local, *seed) if seed else local]
         return clip._replace(index=row)
+
+    def use_crop(self, mode: str) -> None:
+        for part in self.parts:
+            part.use_crop(mode)
 
     @property
     def sampling_weights(self) -> torch.Tensor | None:

@@ -38,6 +38,9 @@ class Objective(nn.Module):
 
     #: DDP must search for parameters that got no gradient (a multi-task batch may hold no clip of some task).
     has_unused_parameters: bool = False
+    #: The crop the training split must use (one of m3bert.data.manifest.CROPS), or None for the dataset's own:
+    #: an objective that caches per-crop results asks for ``windows``, a finite set of crops per clip.
+    train_crop: str | None = None
 
     @property
     def lr_scales(self) -> dict[str, float]:

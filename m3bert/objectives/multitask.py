@@ -12,6 +12,7 @@ from m3bert.inference.pretrained import load_pretrained
 from m3bert.models import M3BERT, M3BERTConfig
 from m3bert.models.encoder import padding_mask
 from m3bert.objectives.base import Objective, StepOutput
+from m3bert.objectives.state_cache import StateCache
 from m3bert.tasks.heads import TaskHead, task_figures, task_loss, task_metrics
 from m3bert.tasks.task import resolve_task
 
@@ -61,6 +62,12 @@ class MultiTaskModel(Objective):
             )
         if self.mode == "frozen":
             self.encoder.requires_grad_(False)
+        # A frozen encoder's states of each training crop are computed once (see StateCache); other modes train
+        # the encoder, or have none, and ignore the option.
+        self.cache = (
+            StateCache(encoder.get("cache_gb", 4.0)) if self.mode == "frozen" and encoder.get("cache_states") else None
+        )
+        self.train_crop = "windows" if self.cache is not None else None
         self._lr_scales = {"encoder.": float(encoder.get("lr_scale", 1.0))} if self.mode == "finetune" else {}
         layers = self.encoder.config.num_layers + 1 if self.encoder is not None else 1
         dim = self.encoder.config.hidden_size if self.encoder is not None else feature_dim
@@ -89,6 +96,9 @@ class MultiTaskModel(Objective):
         """Hidden states of every layer (the raw features alone for the baseline) and the valid-token mask."""
         if self.encoder is None:
             return (batch.features,), padding_mask(batch.lengths, batch.features.shape[1])
+        if self.cache is not None and self.training:
+            hidden, lengths = self.cache.states(self.encoder, batch)
+            return hidden, padding_mask(lengths, hidden[0].shape[1])
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.mode != "frozen"):
             out = self.encoder(batch.features, batch.lengths)
         return out.hidden_states, padding_mask(out.lengths, out.hidden_states[0].shape[1])

@@ -160,6 +160,9 @@ class TaskDataset(ClipDataset):
         clip = self.features[(row, *seed) if seed else row]
         return clip._replace(index=index, labels=self.labels[index])
 
+    def use_crop(self, mode: str) -> None:
+        self.features.use_crop(mode)
+
 
 class MultiTaskDataset(ConcatClipDataset):
     """The clips of several tasks' prepared folders, one folder after the other; each clip is labelled for the

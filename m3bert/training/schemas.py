@@ -76,6 +76,7 @@ TRAIN_RULES = {
     "objective.head_hidden": Rule(low=1),
     "objective.head_dropout": FRACTION,
     "encoder.lr_scale": NON_NEGATIVE,
+    "encoder.cache_gb": NON_NEGATIVE,
 }
 
 

@@ -142,6 +142,8 @@ class Trainer:
                 f"objective._target_={cfg.objective._target_} builds a {type(self.module).__name__}, not "
                 "an m3bert.objectives.Objective; subclass it (see m3bert/objectives/base.py)"
             )
+        if self.module.train_crop is not None:
+            self.train_set.use_crop(self.module.train_crop)
         self.optimizer = instantiate(cfg.optimizer)(
             parameter_groups(self.module, cfg.optimizer.weight_decay, cfg.optimizer.lr)
         )
