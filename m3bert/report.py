@@ -101,7 +101,8 @@ def load_run(folder: Path) -> Run:
     log_file = folder / "log.jsonl"
     if log_file.is_file():
         history = [json.loads(line) for line in log_file.read_text().splitlines() if line.strip()]
-    status = {"running": "unfinished"}.get(record.get("status"), record.get("status") or "unfinished")
+    status = record.get("status") or "unfinished"
+    status = "unfinished" if status in ("running", "preempted") else status
     try:
         name = str(folder.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from m3bert.common.configs import config_dir
 from m3bert.common.errors import reports_errors
 from m3bert.training import distributed, records
+from m3bert.training.preemption import Preempted
 from m3bert.training.schemas import check_train_config  # (importing it registers the typed schemas)
 from m3bert.training.trainer import Trainer
 
@@ -67,6 +68,11 @@ def run(
     started = time.perf_counter()
     try:
         summary = instantiate(cfg.stage)(cfg, run_dir)
+    except Preempted as err:  # the state is saved: the scheduler requeues the job, which resumes here
+        if main_rank:
+            records.preempt(run_dir, record, err.step, time.perf_counter() - started)
+        err.hand_over()
+        raise
     except BaseException as err:
         if main_rank:
             records.fail(run_dir, record, err, time.perf_counter() - started)

@@ -60,6 +60,68 @@ def test_resume_continues_exactly_as_if_never_stopped(tmp_path, monkeypatch):
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
 
 
+def test_a_scheduler_signal_checkpoints_the_step_then_hands_over_to_the_scheduler(tmp_path, monkeypatch):
+    # SLURM / submitit send SIGUSR2 before a time limit; submitit's own handler (here a stand-in) requeues the job.
+    from m3bert.training.preemption import SIGNAL
+    from m3bert.training.trainer import Trainer
+
+    overrides = [*QUICK, "trainer.max_steps=12", "trainer.save_every=5", "trainer.val_every=100"]
+    straight = tmp_path / "straight"
+    run(make_config(*overrides), straight)
+
+    requeued = []
+
+    def scheduler(signum, frame):
+        requeued.append(signum)
+        raise SystemExit(42)
+
+    train_step = Trainer.train_step
+
+    def signalled_at_step_7(self, batches):
+        if self.step == 6:
+            os.kill(os.getpid(), SIGNAL)  # arrives mid-step, as a real one would
+        return train_step(self, batches)
+
+    monkeypatch.setattr(Trainer, "train_step", signalled_at_step_7)
+    previous = signal.signal(SIGNAL, scheduler)
+    try:
+        preempted = tmp_path / "preempted"
+        with pytest.raises(SystemExit) as stopped:
+            run(make_config(*overrides), preempted)
+    finally:
+        signal.signal(SIGNAL, previous)
+    assert stopped.value.code == 42 and requeued == [SIGNAL]  # the scheduler's handler ran once, after the save
+    assert signal.getsignal(SIGNAL) is previous  # and got its signal back
+    record = json.loads((preempted / "run.json").read_text())
+    assert record["status"] == "preempted" and record["steps"] == 7
+    assert [p.name for p in checkpoint.step_checkpoints(preempted / "checkpoints")][-1] == "step_0000007.pt"
+
+    monkeypatch.setattr(Trainer, "train_step", train_step)
+    run(make_config(*overrides), preempted)  # the requeued job: same command, same folder
+    assert json.loads((preempted / "run.json").read_text())["status"] == "finished"
+    expected, got = losses(straight), losses(preempted)
+    assert sorted(got) == list(range(1, 13))
+    torch.testing.assert_close(torch.tensor([got[s] for s in got]), torch.tensor([expected[s] for s in got]))
+
+
+def test_without_a_scheduler_a_signal_saves_and_exits_for_a_rerun(tmp_path, monkeypatch):
+    from m3bert.training.preemption import EXIT_PREEMPTED, SIGNAL
+    from m3bert.training.trainer import Trainer
+
+    train_step = Trainer.train_step
+
+    def signalled(self, batches):
+        if self.step == 2:
+            os.kill(os.getpid(), SIGNAL)
+        return train_step(self, batches)
+
+    monkeypatch.setattr(Trainer, "train_step", signalled)
+    with pytest.raises(SystemExit) as stopped:
+        run(make_config(*QUICK, "trainer.max_steps=8", "trainer.save_every=100"), tmp_path)
+    assert stopped.value.code == EXIT_PREEMPTED
+    assert checkpoint.step_checkpoints(tmp_path / "checkpoints")[-1].name == "step_0000003.pt"
+
+
 def test_finished_run_continues_when_max_steps_is_raised(tmp_path, caplog):
     run(make_config(*QUICK, "trainer.max_steps=4", "trainer.save_every=2", "trainer.keep=1"), tmp_path)
     assert [p.name for p in checkpoint.step_checkpoints(tmp_path / "checkpoints")] == ["step_0000004.pt"]

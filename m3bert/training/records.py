@@ -2,7 +2,7 @@
 
 ``run.json`` in a run folder (written atomically, rewritten as the run goes on)::
 
-    {"status": "running" | "finished" | "failed",
+    {"status": "running" | "finished" | "failed" | "preempted",
      "stage": "pretrain" | "finetune" | "probe",
      "name": ..., "seed": ..., "overrides": [...],    # the command-line overrides that made the run
      "folder_key": "...",                             # the overrides the folder name stands for (collision check)
@@ -11,7 +11,8 @@
      "metrics": {"final", "best", "test"},             # from metrics.json once finished
      "wall_time_s", "git_commit", "started", "ended", "error"}
 
-A run that was killed stays ``running`` forever: a reader cannot tell it from one still going, and says so.
+A preempted run saved its state and is requeued (or waits for the same command). A run that was killed stays
+``running`` forever: a reader cannot tell it from one still going, and says so.
 
 Sweeps: :class:`SweepCallback` (a Hydra callback, see ``conf/train.yaml``) runs once per multirun before any job
 and puts the sweep's identity into the environment (``M3BERT_SWEEP``), which every job, in-process or launched
@@ -229,6 +230,12 @@ def finish(run_dir: str | Path, record: dict[str, Any], summary: dict[str, Any],
     }
     write_json(record, Path(run_dir) / RECORD)
     return record
+
+
+def preempt(run_dir: str | Path, record: dict[str, Any], step: int, seconds: float) -> None:
+    """Mark the run preempted at ``step`` (its checkpoint saved; the same command resumes it)."""
+    record = {**record, "status": "preempted", "steps": step, "ended": _now(), "wall_time_s": seconds}
+    write_json(record, Path(run_dir) / RECORD)
 
 
 def fail(run_dir: str | Path, record: dict[str, Any], error: BaseException, seconds: float) -> None:

@@ -31,6 +31,7 @@ from m3bert.objectives import Objective
 from m3bert.training import checkpoint, distributed, records
 from m3bert.training.loggers import open_logger
 from m3bert.training.optim import parameter_groups
+from m3bert.training.preemption import Preemption
 
 log = logging.getLogger(__name__)
 
@@ -290,20 +291,28 @@ class Trainer:
         batches = self.batches()
         progress = self._progress_bar()
         self.model.train()
-        while self.step < self.tc.max_steps and not self.stopped_early:
-            window.add(*self.train_step(batches))
-            self.step += 1
-            progress.update(1)
-            if self.due(self.tc.log_every):
-                history.append(self.log_metrics(window.flush(self.scheduler.get_last_lr()[0])))
-                progress.set_postfix(loss=f"{history[-1]['train/loss']:.4f}")
-            with window.paused():  # evaluation, figures and checkpoints don't count towards throughput
-                if self.val_set is not None and self.due(self.tc.val_every):
-                    history.append(self.validate())
-                if self.tc.image_every and self.step % self.tc.image_every == 0:
-                    self.log_example()
-                if self.due(self.tc.save_every) or self.stopped_early:
-                    self.save()
+        with Preemption() as preemption:
+            while self.step < self.tc.max_steps and not self.stopped_early:
+                window.add(*self.train_step(batches))
+                self.step += 1
+                progress.update(1)
+                logged = self.due(self.tc.log_every)
+                if logged:
+                    history.append(self.log_metrics(window.flush(self.scheduler.get_last_lr()[0])))
+                    progress.set_postfix(loss=f"{history[-1]['train/loss']:.4f}")
+                with window.paused():  # evaluation, figures and checkpoints don't count towards throughput
+                    if self.val_set is not None and self.due(self.tc.val_every):
+                        history.append(self.validate())
+                    if self.tc.image_every and self.step % self.tc.image_every == 0:
+                        self.log_example()
+                    if self.due(self.tc.save_every) or self.stopped_early:
+                        self.save()
+                    if logged and self.preempted(preemption):
+                        self.save()
+                        progress.close()
+                        if self.logger is not None:
+                            self.logger.finish()
+                        raise preemption.stop(self.step)
         progress.close()
         summary = self.summarize(history, self.wall_time + time.perf_counter() - self._started, self.test())
         if self.logger is not None:
@@ -339,6 +348,12 @@ class Trainer:
             self.dist.world_size,
         )
         return history
+
+    def preempted(self, preemption: Preemption) -> bool:
+        """Whether a scheduler asked any process to stop; the processes agree on it at log steps, so that they
+        all save the same step."""
+        flag = torch.tensor(float(preemption.requested), device=self.device)
+        return bool(distributed.all_sum(flag, self.dist).item() > 0)
 
     def due(self, period: int) -> bool:
         """Whether a periodic action falls on this step (the last step always counts)."""
