@@ -82,3 +82,33 @@ def test_a_two_task_submitit_job_trains_as_one_run(tmp_path):
     torch.testing.assert_close(
         torch.tensor([two[s] for s in range(1, 5)]), torch.tensor([one[s] for s in range(1, 5)]), rtol=1e-4, atol=1e-5
     )
+
+
+@pytest.mark.slow
+def test_a_job_that_hits_its_time_limit_is_requeued_and_resumes_to_the_same_losses(tmp_path):
+    # submitit's local executor signals SIGUSR2 30 s before the 1-minute limit, as SLURM's --signal does; the job
+    # (about 45 s of training here) is cut at least once and requeued up to three times, resuming each time.
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="needs the slurm extra: pip install .[slurm]")
+    steps = ["trainer.max_steps=700", "trainer.save_every=50", "trainer.val_every=50", "trainer.batch_size=4"]
+    straight = cli("m3bert.train", *COMMON, *steps, f"hydra.run.dir={tmp_path / 'straight'}")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    job = cli(
+        "m3bert.train",
+        "-m",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=1",
+        f"hydra.launcher.submitit_folder={tmp_path / 'submitit'}",
+        *COMMON,
+        *steps,
+        env={"M3BERT_MULTIRUN": str(tmp_path / "job")},
+        timeout=400,
+    )
+    assert job.returncode == 0, job.stderr[-3000:]
+    (run_dir,) = [p.parent for p in (tmp_path / "job").glob("smoke/*/run.json")]
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "finished" and record["resumed"] and record["steps"] == 700
+    submitit_logs = "".join(p.read_text() for p in (tmp_path / "submitit").rglob("*.err"))
+    assert "Caught signal SIGUSR2" in submitit_logs and "timed-out" in submitit_logs  # submitit's own account
+    one, two = losses(tmp_path / "straight"), losses(run_dir)
+    assert sorted(two) == list(range(1, 701))
+    torch.testing.assert_close(torch.tensor([two[s] for s in one]), torch.tensor([one[s] for s in one]))
