@@ -19,6 +19,7 @@ Missing datasets are listed, with where to put them, before anything runs.
 
 from __future__ import annotations
 
+import json
 import logging
 import shlex
 import sys
@@ -44,6 +45,7 @@ class Scale:
     tasks: tuple[str, ...]  # the single-task runs
     builds_audio: bool = False  # the dataset builds its own audio (the demo corpus)
     multitask: tuple[str, ...] = ()  # overrides of the multi-task runs only (their task set, if not the recipe's)
+    single: tuple[str, ...] = ()  # overrides of the single-task runs only (their budget)
 
 
 SCALES = {
@@ -61,6 +63,15 @@ SCALES = {
         ("+experiment=finetune_demo",),
         ("demo_style", "demo_tags", "demo_meter", "demo_tempo_register", "demo_instrument"),
         builds_audio=True,
+        # 27 fine-tuning runs must fit about 35 minutes of 2 CPU cores, so each gets about half of `make demo`'s
+        # steps (its frozen runs stop early near 650 of 800 anyway), and a single-task run, one head, fewer still.
+        multitask=(
+            "demo_steps.frozen=400",
+            "demo_steps.finetune=150",
+            "demo_steps.scratch=150",
+            "demo_steps.baseline=300",
+        ),  # fmt: skip
+        single=("trainer.max_steps=150",),
     ),
 }
 
@@ -107,7 +118,10 @@ def plan(scale: Scale, root: Path, seeds: Sequence[int], extra: Sequence[str] = 
             jobs["finetune"].append(Job("finetune", overrides, root / "multitask" / f"{mode}_seed{seed}"))
     for task in scale.tasks:
         for seed in seeds:
-            overrides = [*scale.finetune, f"tasks=[{task}]", "encoder.mode=frozen", f"seed={seed}", checkpoint, *extra]
+            overrides = [
+                *scale.finetune, *scale.single, f"tasks=[{task}]", "encoder.mode=frozen", f"seed={seed}", checkpoint,
+                *extra,
+            ]  # fmt: skip
             jobs["finetune"].append(Job("finetune", overrides, root / "single" / f"{task}_seed{seed}"))
     jobs["report"] = [Job("report", [str(root), f"out={root / 'report'}"])]
     return jobs
@@ -248,20 +262,50 @@ def main(argv: Sequence[str] | None = None) -> dict[str, list[Job]]:
     if missing:
         raise SystemExit("Missing datasets; nothing has run:\n  " + "\n  ".join(missing))
     started = time.perf_counter()
+    root = experiments / scale.folder
+    timings = Timings(root / "timings.json")
     total = sum(len(jobs[s]) for s in stages)
     done = 0
     for stage in stages:
         for job in jobs[stage]:
             done += 1
             log.info("[%d/%d] %s", done, total, job.command)
+            job_started = time.perf_counter()
             run_job(job)
+            timings.add(stage, job.command, time.perf_counter() - job_started)
     log.info(
-        "reproduce-paper (scale=%s, stages %s) took %.1f min",
+        "reproduce-paper (scale=%s, stages %s) took %.1f min in this invocation",
         name,
         ",".join(stages),
         (time.perf_counter() - started) / 60,
     )
+    log.info("%s", timings.summary())
     return jobs
+
+
+class Timings:
+    """Minutes each stage has cost over every invocation (``timings.json`` beside the runs), so the pipeline's
+    total is known even when it ran in pieces: a job that a rerun skips keeps the time it took when it ran."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.jobs: dict[str, dict] = json.loads(path.read_text()) if path.is_file() else {}
+
+    def add(self, stage: str, command: str, seconds: float) -> None:
+        from m3bert.common.files import write_json
+
+        previous = self.jobs.get(command)
+        if previous is not None and seconds < 0.5 * previous["seconds"]:
+            return  # skipped (or finished in a resume): the first, full run's time stands
+        self.jobs[command] = {"stage": stage, "seconds": round(seconds, 1)}
+        write_json(self.jobs, self.path)
+
+    def summary(self) -> str:
+        minutes = {stage: 0.0 for stage in STAGES}
+        for job in self.jobs.values():
+            minutes[job["stage"]] += job["seconds"] / 60
+        parts = ", ".join(f"{stage} {m:.1f}" for stage, m in minutes.items())
+        return f"time per stage over all invocations (min): {parts}; total {sum(minutes.values()):.1f} min"
 
 
 if __name__ == "__main__":

@@ -23,6 +23,10 @@ def test_dry_run_lists_every_job_with_its_own_overrides():
             assert sum(f"encoder.mode={mode} seed={seed} " in line for line in multitask) == 1
     single = [line for line in lines if "/single/" in line]
     assert len(single) == 15 and all("encoder.mode=frozen" in line for line in single)
+    # the demo scale's own budgets: single-task runs take `single`, multi-task runs `multitask`
+    assert all("trainer.max_steps=150" in line for line in single)
+    assert all("demo_steps.frozen=400" in line for line in multitask)
+    assert not any("trainer.max_steps=150" in line for line in multitask)
     assert "'tasks=[demo_meter]'" in single[6]
     assert lines[0] == "python -m m3bert.prepare dataset=demo"
     assert lines[-1].startswith("python -m m3bert.report experiments/paper_demo out=experiments/paper_demo/report")
@@ -39,6 +43,19 @@ def test_missing_datasets_are_listed_before_anything_runs(tmp_path, monkeypatch)
     assert not (tmp_path / "experiments").exists()
     with pytest.raises(SystemExit, match="gtzan: no prepared features"):
         reproduce.main(["stages=finetune"])
+
+
+def test_timings_add_up_over_invocations_and_keep_a_skipped_jobs_first_time(tmp_path):
+    path = tmp_path / "timings.json"
+    timings = reproduce.Timings(path)
+    timings.add("pretrain", "python -m m3bert.train a", 120.0)
+    timings.add("finetune", "python -m m3bert.train b", 30.0)
+    again = reproduce.Timings(path)  # the next invocation reads what the last one wrote
+    again.add("pretrain", "python -m m3bert.train a", 2.0)  # skipped: the first run's time stands
+    again.add("finetune", "python -m m3bert.train c", 60.0)
+    assert again.jobs["python -m m3bert.train a"]["seconds"] == 120.0
+    summary = again.summary()
+    assert "pretrain 2.0" in summary and "finetune 1.5" in summary and "total 3.5 min" in summary
 
 
 @pytest.mark.slow  # about 70 s on 2 cores: six tiny runs, twice
