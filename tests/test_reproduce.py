@@ -1,5 +1,6 @@
 """make reproduce-paper: the job list, the missing-data check, and the whole pipeline on a tiny scale."""
 
+import os
 import subprocess
 
 import pandas as pd
@@ -84,3 +85,21 @@ def test_pipeline_on_a_tiny_scale_runs_resumes_and_reports(tmp_path, monkeypatch
     with caplog.at_level("INFO", logger="m3bert"):
         reproduce.main(args)  # a rerun skips every finished job
     assert caplog.text.count("Skipping") == 6
+
+
+@pytest.mark.slow  # about 50 minutes on 2 cores: the whole demo-scale study, as `make reproduce-paper SCALE=demo`
+def test_demo_scale_runs_end_to_end_and_says_how_long_it_took(tmp_path):
+    folders = {"M3BERT_AUDIO": "audio", "M3BERT_DATA": "data", "M3BERT_EXPERIMENTS": "runs"}
+    env = {**os.environ, **{name: str(tmp_path / folder) for name, folder in folders.items()}}
+    out = subprocess.run(
+        ["make", "-s", "reproduce-paper", "SCALE=demo"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "time per stage over all invocations (min): prepare" in out.stderr
+    root = tmp_path / "runs" / "paper_demo"
+    tables = (root / "report" / "paper_tables.md").read_text()
+    for task in ("demo_style", "demo_tags", "demo_meter", "demo_tempo_register", "demo_instrument"):
+        row = next(line for line in tables.splitlines() if line.startswith(f"| {task} |"))
+        assert row.count("(3)") == 4  # frozen, finetune, scratch and baseline, each over three seeds
+    timings = reproduce.Timings(root / "timings.json")
+    assert len(timings.jobs) == 30 and {job["stage"] for job in timings.jobs.values()} == set(reproduce.STAGES)
