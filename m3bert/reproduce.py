@@ -70,7 +70,7 @@ SCALES = {
             "demo_steps.finetune=150",
             "demo_steps.scratch=150",
             "demo_steps.baseline=300",
-        ),  # fmt: skip
+        ),
         single=("trainer.max_steps=150",),
     ),
 }
@@ -82,6 +82,18 @@ class Job:
     overrides: list[str]
     folder: Path | None = None  # run folder (training jobs)
     extra: dict = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        """Whether a run would skip this job: its training run finished, or its dataset is prepared. (The report
+        is always remade.)"""
+        if self.stage == "prepare":
+            return (Path(compose("prepare", self.overrides).out) / "train.csv").is_file()
+        if self.folder is None:
+            return False
+        from m3bert.training import records
+
+        return (records.read(self.folder) or {}).get("status") == "finished"
 
     @property
     def command(self) -> str:
@@ -249,8 +261,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, list[Job]]:
     extra = shlex.split(options.get("extra") or "")
     dry_run = (options.get("dry_run") or "").lower() in ("1", "true", "yes")
 
-    experiments = Path(compose("train", []).paths.experiments_dir)
-    jobs = plan(scale, experiments / scale.folder, seeds, extra)
+    root = Path(compose("train", []).paths.experiments_dir) / scale.folder
+    jobs = plan(scale, root, seeds, extra)
     missing = missing_datasets(scale, stages)
     if dry_run:
         for stage in stages:
@@ -262,7 +274,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, list[Job]]:
     if missing:
         raise SystemExit("Missing datasets; nothing has run:\n  " + "\n  ".join(missing))
     started = time.perf_counter()
-    root = experiments / scale.folder
     timings = Timings(root / "timings.json")
     total = sum(len(jobs[s]) for s in stages)
     done = 0
@@ -270,9 +281,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, list[Job]]:
         for job in jobs[stage]:
             done += 1
             log.info("[%d/%d] %s", done, total, job.command)
-            job_started = time.perf_counter()
+            done_before, job_started = job.done, time.perf_counter()
             run_job(job)
-            timings.add(stage, job.command, time.perf_counter() - job_started)
+            timings.add(stage, job.command, time.perf_counter() - job_started, done_before)
     log.info(
         "reproduce-paper (scale=%s, stages %s) took %.1f min in this invocation",
         name,
@@ -291,12 +302,12 @@ class Timings:
         self.path = path
         self.jobs: dict[str, dict] = json.loads(path.read_text()) if path.is_file() else {}
 
-    def add(self, stage: str, command: str, seconds: float) -> None:
+    def add(self, stage: str, command: str, seconds: float, done_before: bool = False) -> None:
+        """Record a job's time, unless it was done before it started (the rerun skipped it) and has a time."""
         from m3bert.common.files import write_json
 
-        previous = self.jobs.get(command)
-        if previous is not None and seconds < 0.5 * previous["seconds"]:
-            return  # skipped (or finished in a resume): the first, full run's time stands
+        if done_before and command in self.jobs:
+            return
         self.jobs[command] = {"stage": stage, "seconds": round(seconds, 1)}
         write_json(self.jobs, self.path)
 

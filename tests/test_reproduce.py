@@ -52,7 +52,7 @@ def test_timings_add_up_over_invocations_and_keep_a_skipped_jobs_first_time(tmp_
     timings.add("pretrain", "python -m m3bert.train a", 120.0)
     timings.add("finetune", "python -m m3bert.train b", 30.0)
     again = reproduce.Timings(path)  # the next invocation reads what the last one wrote
-    again.add("pretrain", "python -m m3bert.train a", 2.0)  # skipped: the first run's time stands
+    again.add("pretrain", "python -m m3bert.train a", 2.0, done_before=True)  # skipped: the first time stands
     again.add("finetune", "python -m m3bert.train c", 60.0)
     assert again.jobs["python -m m3bert.train a"]["seconds"] == 120.0
     summary = again.summary()
