@@ -60,6 +60,16 @@ def test_experiments_keep_their_recipe():
     assert cfg.masking.frames is not None and cfg.masking.channels is not None  # CFM + CCM
     assert cfg.dataset.train.manifest.endswith("msd/train.csv")
     assert cfg.model.input_dim == 324
+    assert cfg.features.normalization == "per_file"  # the paper's CMVN stays its recipe
+
+
+def test_demo_recipes_use_the_measured_defaults():
+    # README "What moves the representations": dataset statistics and max pooling measured best on the demo.
+    pretrain = make_config("+experiment=pretrain_demo")
+    finetune = make_config("+experiment=finetune_demo")
+    assert pretrain.features.normalization == finetune.features.normalization == "dataset"
+    assert pretrain.dataset.train.normalization == "dataset" and finetune.dataset.train.normalization == "dataset"
+    assert finetune.objective.pooling == "max"
 
 
 @pytest.mark.parametrize(
