@@ -219,6 +219,7 @@ def test_baseline_learns_what_per_file_normalisation_leaves_in_the_frames(tmp_pa
                 "encoder.mode=baseline",
                 f"tasks.gtzan.root={root}",
                 f"objective.frame_layer={frame_layer}",
+                "objective.pooling=mean",  # the case where per-file CMVN leaves a pooled head nothing
                 "trainer.max_steps=80",
                 "trainer.batch_size=16",
                 "trainer.val_every=40",
