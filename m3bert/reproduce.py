@@ -88,7 +88,7 @@ class Job:
         """Whether a run would skip this job: its training run finished, or its dataset is prepared. (The report
         is always remade.)"""
         if self.stage == "prepare":
-            return (Path(compose("prepare", self.overrides).out) / "train.csv").is_file()
+            return is_prepared(compose("prepare", self.overrides))
         if self.folder is None:
             return False
         from m3bert.training import records
@@ -139,13 +139,17 @@ def plan(scale: Scale, root: Path, seeds: Sequence[int], extra: Sequence[str] = 
     return jobs
 
 
+def is_prepared(prepare_cfg) -> bool:
+    """Whether ``python -m m3bert.prepare`` has written the folder this prepare config names (its training split)."""
+    return (Path(prepare_cfg.out) / "train.csv").is_file()
+
+
 def missing_datasets(scale: Scale, stages: Sequence[str]) -> list[str]:
     """What is missing before the selected stages can run, one line per dataset with where to put it."""
     lines = []
     for name in scale.datasets:
         cfg = compose("prepare", [f"dataset={name}"])
-        prepared = Path(cfg.out) / "train.csv"
-        if prepared.is_file():
+        if is_prepared(cfg):
             continue
         if "prepare" in stages:
             source = cfg.dataset.get("source") or {}
