@@ -4,6 +4,7 @@ import torch
 from m3bert.data import Batch
 from m3bert.masking import Masker
 from m3bert.models import M3BERT, M3BERTConfig
+from m3bert.models.encoder import rotary_table, rotate
 from m3bert.objectives import MaskedReconstruction
 
 TINY = dict(input_dim=12, hidden_size=16, num_layers=2, num_heads=2, ffn_size=32, dropout=0.0, max_positions=64)
@@ -20,10 +21,11 @@ def test_shapes_of_every_layer(norm_first, downsample):
     assert out.lengths.tolist() == [-(-n // downsample) for n in (20, 11, 4)]
 
 
+@pytest.mark.parametrize("positions", ["sinusoidal", "rotary"])
 @pytest.mark.parametrize("norm_first", [False, True])
-def test_padding_does_not_change_valid_outputs(norm_first):
+def test_padding_does_not_change_valid_outputs(norm_first, positions):
     torch.manual_seed(0)
-    model = M3BERT(M3BERTConfig(**TINY, norm_first=norm_first)).eval()
+    model = M3BERT(M3BERTConfig(**TINY, norm_first=norm_first, positions=positions)).eval()
     clip = torch.randn(1, 9, 12)
     alone = model(clip, torch.tensor([9])).last_hidden_state
     padded = torch.cat([clip, 100 * torch.randn(1, 7, 12)], dim=1)  # garbage in the padding
@@ -52,6 +54,37 @@ def test_positional_table_is_a_buffer_not_saved():
     model = M3BERT(M3BERTConfig(**TINY))
     assert "positions" not in model.state_dict()
     assert model.positions.shape == (64, 16)
+
+
+def test_rotary_query_key_products_depend_only_on_distance():
+    table = rotary_table(64, 8)
+    q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
+
+    def product(m, n):  # q at position m, k at position n
+        at = lambda x, i: rotate(torch.cat([torch.zeros(1, 1, i, 8), x], 2), table)[:, :, i]  # noqa: E731
+        return (at(q, m) * at(k, n)).sum()
+
+    torch.testing.assert_close(product(3, 7), product(20, 24))
+    torch.testing.assert_close(product(9, 2), product(40, 33))
+    assert not torch.allclose(product(3, 7), product(3, 8))
+    torch.testing.assert_close(rotate(q, table).norm(), q.norm())  # a rotation keeps lengths
+
+
+@pytest.mark.parametrize("positions", ["sinusoidal", "rotary"])
+def test_only_sinusoidal_positions_enter_the_embeddings(positions):
+    model = M3BERT(M3BERTConfig(**TINY, positions=positions)).eval()
+    frame = torch.randn(1, 1, 12).expand(1, 10, 12)  # the same frame at 10 positions
+    embeddings = model(frame).hidden_states[0][0]
+    assert torch.allclose(embeddings[0], embeddings[7]) == (positions == "rotary")
+    last = model(frame).last_hidden_state[0]  # equal tokens attend alike when positions only act through distance
+    assert torch.allclose(last[0], last[7], atol=1e-5) == (positions == "rotary")
+
+
+def test_unknown_positions_and_odd_rotary_heads_are_refused():
+    with pytest.raises(ValueError, match="model.positions must be one of sinusoidal, rotary"):
+        M3BERTConfig(input_dim=12, positions="learned")
+    with pytest.raises(ValueError, match="hidden_size / num_heads must be even"):
+        M3BERTConfig(input_dim=12, hidden_size=18, num_heads=2, positions="rotary")
 
 
 def test_attention_maps_are_distributions_that_ignore_padding():

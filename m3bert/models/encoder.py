@@ -1,4 +1,4 @@
-"""The M3BERT encoder: frame stacking, sinusoidal positions and a BERT-style transformer stack.
+"""The M3BERT encoder: frame stacking, sinusoidal (or rotary) positions and a BERT-style transformer stack.
 
 Shapes follow the convention ``(batch, frames, features)``. Every forward returns the hidden states of every layer
 (index 0 is the embedding output), so downstream code can pick a layer or learn a weighted sum of them.
@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+
+POSITIONS = ("sinusoidal", "rotary")
 
 
 @dataclass
@@ -33,6 +35,10 @@ class M3BERTConfig:
     downsample: int = 1
     # Longest sequence, in tokens after stacking, that the positional table covers.
     max_positions: int = 4096
+    # sinusoidal: absolute positions added to the embeddings (BERT, the original M3BERT); rotary: positions rotate
+    # the queries and keys only (RoFormer), so the hidden states carry content alone and a clip's states do not
+    # depend on where a frame sits in the window.
+    positions: str = "sinusoidal"
     norm_first: bool = False  # False: post-LN as in BERT; True: pre-LN (more stable for deep models)
     layer_norm_eps: float = 1e-12
 
@@ -41,6 +47,13 @@ class M3BERTConfig:
             raise ValueError(
                 f"model.hidden_size={self.hidden_size} is not divisible by model.num_heads={self.num_heads}; "
                 "pick sizes with hidden_size % num_heads == 0"
+            )
+        if self.positions not in POSITIONS:
+            raise ValueError(f"model.positions must be one of {', '.join(POSITIONS)}, got {self.positions!r}")
+        if self.positions == "rotary" and (self.hidden_size // max(self.num_heads, 1)) % 2:
+            raise ValueError(
+                f"model.positions=rotary rotates channel pairs, so hidden_size / num_heads must be even, got "
+                f"{self.hidden_size} / {self.num_heads}"
             )
         for name in ("input_dim", "hidden_size", "num_layers", "num_heads", "ffn_size", "downsample"):
             if getattr(self, name) < 1:
@@ -59,14 +72,33 @@ class EncoderOutput(NamedTuple):
         return self.hidden_states[-1]
 
 
+def position_angles(positions: int, dim: int) -> torch.Tensor:
+    """(positions, ceil(dim / 2)) angles: position times the geometric frequencies of "Attention is all you need"."""
+    inv_freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    return torch.arange(positions, dtype=torch.float32)[:, None] * inv_freq
+
+
 def sinusoidal_table(positions: int, dim: int) -> torch.Tensor:
     """(positions, dim) sine/cosine table of "Attention is all you need"."""
-    position = torch.arange(positions, dtype=torch.float32)[:, None]
-    inv_freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    angles = position_angles(positions, dim)
     table = torch.zeros(positions, dim)
-    table[:, 0::2] = torch.sin(position * inv_freq)
-    table[:, 1::2] = torch.cos(position * inv_freq[: dim // 2])
+    table[:, 0::2] = angles.sin()
+    table[:, 1::2] = angles[:, : dim // 2].cos()
     return table
+
+
+def rotary_table(positions: int, dim: int) -> torch.Tensor:
+    """(2, positions, dim // 2): cosines and sines of the rotation angle of each position and channel pair."""
+    angles = position_angles(positions, dim)
+    return torch.stack([angles.cos(), angles.sin()])
+
+
+def rotate(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Rotate each channel pair (2i, 2i + 1) of x (batch, heads, tokens, head_dim) by its position's angle, so a
+    query-key product depends on the two positions only through their distance."""
+    cos, sin = table[:, : x.shape[2]].to(x.dtype)
+    even, odd = x[..., 0::2], x[..., 1::2]
+    return torch.stack([even * cos - odd * sin, even * sin + odd * cos], -1).flatten(-2)
 
 
 def stack_frames(x: torch.Tensor, lengths: torch.Tensor, rate: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,16 +129,27 @@ class SelfAttention(nn.Module):
         self.dropout = cfg.attention_dropout
         self.qkv = nn.Linear(cfg.hidden_size, 3 * cfg.hidden_size)
         self.out = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        if cfg.positions == "rotary":
+            table = rotary_table(cfg.max_positions, cfg.hidden_size // cfg.num_heads)
+            self.register_buffer("rotary", table, persistent=False)
+        else:
+            self.rotary = None
+
+    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        q, k, v = rearrange(self.qkv(x), "b t (three h d) -> three b h t d", three=3, h=self.num_heads)
+        if self.rotary is not None:
+            q, k = rotate(q, self.rotary), rotate(k, self.rotary)
+        return q, k, v
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
-        q, k, v = rearrange(self.qkv(x), "b t (three h d) -> three b h t d", three=3, h=self.num_heads)
+        q, k, v = self._qkv(x)
         dropout = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
         return self.out(rearrange(y, "b h t d -> b t (h d)"))
 
     def attention_weights(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
         """(batch, heads, tokens, tokens) attention probabilities, for analysis plots (not used in training)."""
-        q, k, _ = rearrange(self.qkv(x), "b t (three h d) -> three b h t d", three=3, h=self.num_heads)
+        q, k, _ = self._qkv(x)
         scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
         if attn_mask is not None:
             scores = scores.masked_fill(~attn_mask, float("-inf"))
@@ -167,7 +210,9 @@ class M3BERT(nn.Module):
                 f"{x.shape[1]} tokens exceed model.max_positions={self.config.max_positions}; "
                 "crop the input (dataset.max_frames) or raise model.max_positions"
             )
-        x = self.input_projection(x) + self.positions[: x.shape[1]]
+        x = self.input_projection(x)
+        if self.config.positions == "sinusoidal":
+            x = x + self.positions[: x.shape[1]]
         return self.embedding_dropout(self.embedding_norm(x)), lengths
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> EncoderOutput:

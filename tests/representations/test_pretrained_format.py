@@ -28,8 +28,9 @@ def _all_states(encoder: M3BERT, x: torch.Tensor) -> list[torch.Tensor]:
         return list(encoder(x).hidden_states)
 
 
-def test_save_load_round_trip_gives_identical_outputs(tmp_path):
-    encoder = tiny_encoder(downsample=2)
+@pytest.mark.parametrize("positions", ["sinusoidal", "rotary"])
+def test_save_load_round_trip_gives_identical_outputs(tmp_path, positions):
+    encoder = tiny_encoder(downsample=2, positions=positions)
     save_pretrained(encoder, tmp_path / "model", "m3bert324", training_frames=96)
     loaded = load_pretrained(tmp_path / "model")
     x = torch.randn(2, 37, 324)
