@@ -26,7 +26,7 @@ smoke: ## Pre-train a tiny model on generated features for 20 steps (seconds)
 	$(PYTHON) -m m3bert.train +experiment=smoke
 
 .PHONY: demo
-demo: ## The whole study on the embedded demo corpus (QUICK=1: small corpus, about 3 minutes; default about 28)
+demo: ## The whole study on the embedded demo corpus (QUICK=1: small corpus, about 3 minutes; default about 26)
 	$(PYTHON) -m m3bert.demo $(if $(QUICK),--quick,)
 
 .PHONY: reproduce-paper
