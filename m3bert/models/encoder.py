@@ -190,7 +190,11 @@ class M3BERT(nn.Module):
         self.config = config
         self.input_projection = nn.Linear(config.input_dim * config.downsample, config.hidden_size)
         # A buffer, not a parameter: built once, moved with the module, and not saved in checkpoints.
-        self.register_buffer("positions", sinusoidal_table(config.max_positions, config.hidden_size), persistent=False)
+        if config.positions == "sinusoidal":
+            table = sinusoidal_table(config.max_positions, config.hidden_size)
+            self.register_buffer("positions", table, persistent=False)
+        else:
+            self.positions = None  # rotary positions live in the attention layers
         self.embedding_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.embedding_dropout = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_layers))
@@ -211,7 +215,7 @@ class M3BERT(nn.Module):
                 "crop the input (dataset.max_frames) or raise model.max_positions"
             )
         x = self.input_projection(x)
-        if self.config.positions == "sinusoidal":
+        if self.positions is not None:
             x = x + self.positions[: x.shape[1]]
         return self.embedding_dropout(self.embedding_norm(x)), lengths
 
