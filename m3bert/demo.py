@@ -11,6 +11,8 @@
    the same probe on the mean ⊕ std of the unnormalised features (``clip_probe*.csv`` in the report).
 
 Every step keeps its outputs in a fixed place, so a second run reuses the corpus, the features and the checkpoints.
+An output made with another recipe (the code or the config changed since) is not reused: it is renamed
+``<name>.old-<time>`` and that step, with every step that depends on it, is redone.
 """
 
 from __future__ import annotations
@@ -30,11 +32,12 @@ from m3bert.common.errors import reports_errors
 from m3bert.common.files import write_csv, write_json, write_text
 from m3bert.data import read_manifest
 from m3bert.export import export
-from m3bert.extract import assign_ids, extract, find_inputs
+from m3bert.extract import OtherSettings, assign_ids, extract, find_inputs
 from m3bert.prepare import prepare
 from m3bert.report import markdown_table
 from m3bert.tasks.clip_probe import FEATURES_BASELINE, clip_probe, feature_statistics, verdict
 from m3bert.train import run
+from m3bert.training import records
 
 log = logging.getLogger("m3bert.demo")
 MODES = ("frozen", "finetune", "scratch", "baseline")
@@ -45,6 +48,13 @@ DEFAULT_CLIP_EMBEDDING = "m3bert mean+std, last layer"
 def compose_config(name: str, overrides: list[str]):
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         return compose(name, overrides=overrides)
+
+
+def set_aside(folder: Path, why: str) -> None:
+    """Rename an output the demo must not reuse to ``<name>.old-<time>``, so it is redone and nothing is lost."""
+    aside = folder.with_name(f"{folder.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+    folder.rename(aside)
+    log.warning("%s was made %s: moved it to %s; redoing it", folder, why, aside)
 
 
 def primary_results(summaries: dict[str, dict], tasks: dict) -> pd.DataFrame:
@@ -78,6 +88,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
 
     pretrain_cfg = compose_config("train", ["+experiment=pretrain_demo", f"dataset={corpus}", *budget, *args.overrides])
     root = Path(pretrain_cfg.paths.experiments_dir) / ("demo_quick" if args.quick else "demo")
+    changed = records.recipe_changes(root / "pretrain", pretrain_cfg)
+    if changed:  # everything in root comes from that run
+        set_aside(root, f"from another pre-training recipe ({', '.join(changed)} differ)")
     log.info("Step 2/4: pre-training (%s)", root / "pretrain")
     pretrain = run(pretrain_cfg, root / "pretrain")
 
@@ -95,7 +108,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                 *args.overrides,
             ],
         )
-        summaries[mode] = run(cfg, root / f"finetune_{mode}")
+        folder = root / f"finetune_{mode}"
+        changed = records.recipe_changes(folder, cfg)
+        if changed:
+            set_aside(folder, f"with another recipe ({', '.join(changed)} differ)")
+        summaries[mode] = run(cfg, folder)
 
     log.info("Step 4/5: report")
     table = primary_results(summaries, cfg.tasks)
@@ -124,7 +141,11 @@ def clip_level_probe(root: Path, prepared: Path, tasks: dict, seed: int = 0) -> 
     write_csv(pd.DataFrame({"audio": audio}), inputs)
     out = root / "clip_embeddings"
     settings = [f"model_path={model}", f"input={inputs}", f"output={out}", "frame_level=false", "progress=false"]
-    extract(compose_config("extract", settings))
+    try:
+        extract(compose_config("extract", settings))
+    except OtherSettings as err:  # another model (the code or the pre-training changed): embed everything again
+        set_aside(out, f"with other settings ({', '.join(err.changed)} differ)")
+        extract(compose_config("extract", settings))
     ids, _ = assign_ids(*find_inputs(inputs, [], "audio"))
     pooled = {
         how: np.stack([np.load(out / how / f"{ids[Path(a)]}.npy") for a in audio]).astype(np.float64)
@@ -135,6 +156,8 @@ def clip_level_probe(root: Path, prepared: Path, tasks: dict, seed: int = 0) -> 
         DEFAULT_CLIP_EMBEDDING: pooled["mean_std"][:, -1],
         "m3bert mean, last layer": pooled["mean"][:, -1],
         "m3bert max, last layer": pooled["max"][:, -1],
+        # extract's two statistics files side by side: what a user can concatenate without re-extracting.
+        "m3bert mean+std+max, last layer": np.concatenate([pooled["mean_std"][:, -1], pooled["max"][:, -1]], -1),
         "m3bert mean+std, mean over layers": pooled["mean_std"].mean(1),
     }
     labels = [

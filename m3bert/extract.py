@@ -238,6 +238,14 @@ def settings_of(rep: Representations, cfg: DictConfig) -> dict[str, Any]:
     }
 
 
+class OtherSettings(ValueError):
+    """The output folder holds embeddings made with other settings (another model, layers, windows...)."""
+
+    def __init__(self, message: str, changed: list[str]):
+        super().__init__(message)
+        self.changed = changed
+
+
 def check_resumable(out: Path, settings: dict[str, Any], overwrite: bool) -> None:
     """Refuse to mix outputs of different settings in one folder."""
     file = out / SETTINGS_FILE
@@ -246,9 +254,10 @@ def check_resumable(out: Path, settings: dict[str, Any], overwrite: bool) -> Non
     earlier = json.loads(file.read_text()).get("settings", {})
     changed = [k for k in SETTINGS_KEYS if earlier.get(k) != settings[k]]
     if changed:
-        raise ValueError(
+        raise OtherSettings(
             f"output={out} holds embeddings made with other settings ({', '.join(changed)} differ, see "
-            f"{file}); use a new output folder, or overwrite=true to recompute every file"
+            f"{file}); use a new output folder, or overwrite=true to recompute every file",
+            changed,
         )
 
 

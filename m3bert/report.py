@@ -31,20 +31,10 @@ from typing import Any
 
 import pandas as pd
 
+from m3bert.training.records import IGNORED_KEYS, differing_keys
+
 log = logging.getLogger("m3bert.report")
 
-#: Config keys that never make runs differ in what they measure (where they ran, how they logged).
-IGNORED_KEYS = (
-    "seed",
-    "paths",
-    "logger",
-    "stage",
-    "hydra",
-    "trainer.device",
-    "trainer.num_workers",
-    "trainer.progress",
-    "probe.progress",
-)
 DEFAULT_METRICS = {"pretrain": ("val/loss",), "finetune": ("test/score",), "probe": ()}
 STAGE_ORDER = ("pretrain", "finetune", "probe")
 STATUSES = ("finished", "failed", "unfinished")
@@ -145,40 +135,6 @@ def find_runs(inputs: Sequence[str]) -> list[Run]:
 
 
 # ------------------------------------------------------------------------------------------------- compare
-def _ignored(path: str, ignore: Iterable[str]) -> bool:
-    return any(path == key or path.startswith(f"{key}.") for key in ignore)
-
-
-def _display(value) -> Any:
-    if isinstance(value, dict | list):
-        return json.dumps(value, sort_keys=True)
-    return value
-
-
-def differing_keys(configs: Sequence[dict], ignore: Iterable[str] = IGNORED_KEYS) -> dict[str, list]:
-    """Config keys (dotted) whose values differ between ``configs``, with each config's value. A mapping whose
-    members differ (a task mix: ``tasks`` with other tasks) is one key valued by its member names joined by '+'."""
-    ignore, out = tuple(ignore), {}
-
-    def walk(nodes: list, path: str) -> None:
-        if path and _ignored(path, ignore):
-            return
-        if all(isinstance(n, dict) for n in nodes):
-            if path and len({tuple(sorted(n)) for n in nodes}) > 1:
-                out[path] = ["+".join(sorted(n)) for n in nodes]
-                return
-            for key in sorted(set().union(*nodes)):
-                walk([n.get(key) for n in nodes], f"{path}.{key}" if path else str(key))
-            return
-        values = [_display(n) for n in nodes]
-        if len({json.dumps(v, sort_keys=True, default=str) for v in values}) > 1:
-            out[path] = values
-
-    if configs:
-        walk([dict(c) for c in configs], "")
-    return out
-
-
 def drop_copies(columns: dict[str, list]) -> tuple[dict[str, list], dict[str, list[str]]]:
     """Columns without the copies an interpolation makes (``objective.masker.ratio`` of ``masking.ratio``): of
     keys with the same value in every run, the shortest path stays. Returns (columns, kept key -> its copies)."""

@@ -48,7 +48,8 @@ def run(
 
     Given the ``overrides`` that made ``cfg``, a run that already finished with exactly those is skipped (its
     metrics.json is returned), and a folder holding a run of other overrides (``folder_key``: what the folder
-    name stands for, by default all of them) is refused.
+    name stands for, by default all of them), or a finished run of the same overrides whose resolved config has
+    changed since (another recipe file, a new setting in the code), is refused.
     """
     check_train_config(cfg)
     run_dir = Path(run_dir)
@@ -57,6 +58,13 @@ def run(
         key = folder_key if folder_key is not None else records.folder_key(overrides, ())
         action = records.check_folder(run_dir, key, overrides, sweep)
         if action == "skip":
+            changed = records.recipe_changes(run_dir, cfg)
+            if changed:
+                raise records.FolderCollision(
+                    f"{run_dir} holds a finished run of these overrides made with another recipe ({', '.join(changed)} "
+                    "differ): the config files or the code changed since. Move the folder aside (or delete it) to "
+                    "redo the run, or run into another folder"
+                )
             log.info("Skipping %s: it finished with these overrides already (delete its run.json to redo it)", run_dir)
             metrics = run_dir / "metrics.json"
             return json.loads(metrics.read_text()) if metrics.is_file() else records.read(run_dir)["metrics"]

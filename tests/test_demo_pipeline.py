@@ -2,8 +2,31 @@ import json
 
 import pandas as pd
 import pytest
+from conftest import TINY, make_config
 
 from m3bert import demo
+from m3bert.training import records
+
+PRETRAINED = ["+experiment=smoke", *TINY, "trainer.max_steps=2", "trainer.val_every=2", "trainer.image_every=0"]
+
+
+def test_a_run_is_reused_only_with_the_same_recipe(pretrained):
+    assert records.recipe_changes(pretrained, make_config(*PRETRAINED)) == []
+    # Where it ran and how it logged don't count; the seed and the recipe do.
+    assert records.recipe_changes(pretrained, make_config(*PRETRAINED, "trainer.num_workers=2", "logger=wandb")) == []
+    assert records.recipe_changes(pretrained, make_config(*PRETRAINED, "seed=3")) == ["seed"]
+    assert records.recipe_changes(pretrained, make_config(*PRETRAINED, "optimizer.lr=0.123")) == ["optimizer.lr"]
+    assert records.recipe_changes(pretrained.parent / "no_run_here", make_config(*PRETRAINED)) == []
+
+
+def test_an_output_that_cannot_be_reused_is_renamed_not_deleted(tmp_path):
+    folder = tmp_path / "pretrain"
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "checkpoints/step_0000001.pt").write_bytes(b"weights")
+    demo.set_aside(folder, "with another recipe")
+    assert not folder.exists()
+    (aside,) = tmp_path.glob("pretrain.old-*")
+    assert (aside / "checkpoints/step_0000001.pt").read_bytes() == b"weights"
 
 
 @pytest.mark.slow
@@ -26,3 +49,20 @@ def test_quick_demo_runs_end_to_end_and_reuses_its_work(tmp_path, monkeypatch):
     demo.main(["--quick", "logger=none", "trainer.progress=false"])
     assert [p.stat().st_mtime_ns for p in checkpoints] == stamps
     assert json.loads((report / "results.json").read_text())["pretrain"]["steps"] == steps
+
+    # After the code or a recipe changed, the stale outputs are set aside and redone, the rest is reused.
+    runs = tmp_path / "runs/demo_quick"
+    record = json.loads((runs / "finetune_baseline/run.json").read_text())
+    record["config"]["optimizer"]["lr"] *= 2
+    (runs / "finetune_baseline/run.json").write_text(json.dumps(record))
+    settings = json.loads((runs / "clip_embeddings/extract.json").read_text())
+    settings["settings"]["model_fingerprint"] = "another model"
+    (runs / "clip_embeddings/extract.json").write_text(json.dumps(settings))
+    demo.main(["--quick", "logger=none", "trainer.progress=false"])
+    assert [p.stat().st_mtime_ns for p in checkpoints] == stamps
+    (old_baseline,) = runs.glob("finetune_baseline.old-*")
+    (old_embeddings,) = runs.glob("clip_embeddings.old-*")
+    assert not list(runs.glob("finetune_frozen.old-*")) and not list(runs.glob("pretrain.old-*"))
+    assert json.loads((runs / "finetune_baseline/run.json").read_text())["status"] == "finished"
+    embedded = len(list((runs / "clip_embeddings/mean_std").rglob("*.npy")))
+    assert embedded == len(list((old_embeddings / "mean_std").rglob("*.npy"))) > 0

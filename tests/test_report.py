@@ -98,6 +98,15 @@ def test_differing_keys_collapse_task_mixes_and_skip_ignored_keys():
     assert report.differing_keys([a, b]) == {"tasks": ["gtzan", "deam+gtzan"]}
 
 
+def test_a_setting_older_runs_lack_is_a_column_of_its_own():
+    old = {"model": {"hidden_size": 32, "num_layers": 2}, "tasks": {"gtzan": {"type": "multiclass"}}}
+    new = {
+        "model": {"hidden_size": 32, "num_layers": 4, "positions": "rotary"},
+        "tasks": {"gtzan": {"type": "multiclass"}},
+    }
+    assert report.differing_keys([old, new]) == {"model.num_layers": [2, 4], "model.positions": [None, "rotary"]}
+
+
 def test_each_invocation_of_a_sweep_is_its_own_group():
     overrides = ["+experiment=smoke", "masking.ratio=0.1,0.3", "seed=0,1"]
     first = records.sweep_identity("smoke", overrides, datetime.datetime(2026, 1, 2, 3, 4, 5))
@@ -128,6 +137,14 @@ def test_folder_of_other_overrides_is_refused_and_finished_runs_are_skipped(smok
     with caplog.at_level("INFO", logger="m3bert"):
         summary = run(make_config(*overrides), folder, overrides, record["folder_key"], record["sweep"])
     assert "Skipping" in caplog.text and summary["steps"] == 2
+    # The same command after the recipe changed under it: refused, not passed off as the new recipe's result.
+    stale = {**record, "config": {**record["config"], "masking": {**record["config"]["masking"], "ratio": 0.5}}}
+    (folder / records.RECORD).write_text(json.dumps(stale))
+    try:
+        with pytest.raises(records.FolderCollision, match=r"another recipe \(masking.ratio differ\)"):
+            run(make_config(*record["overrides"]), folder, record["overrides"], record["folder_key"], record["sweep"])
+    finally:
+        (folder / records.RECORD).write_text(json.dumps(record))
 
 
 def wandb_records(path: Path) -> list:

@@ -29,7 +29,7 @@ import json
 import logging
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +150,68 @@ def sweep_folder(overrides, exclude_keys) -> str:
     sweep = current_sweep()
     swept = sweep["swept"] if sweep else ()
     return run_folder_name(folder_key(list(overrides), list(exclude_keys), swept, canonical=False))
+
+
+# ------------------------------------------------------------------------------------------------ comparisons
+#: Config keys that never make runs differ in what they measure (where they ran, how they logged).
+IGNORED_KEYS = (
+    "seed",
+    "paths",
+    "logger",
+    "stage",
+    "hydra",
+    "trainer.device",
+    "trainer.num_workers",
+    "trainer.progress",
+    "probe.progress",
+)
+
+
+def _ignored(path: str, ignore: Iterable[str]) -> bool:
+    return any(path == key or path.startswith(f"{key}.") for key in ignore)
+
+
+def _display(value) -> Any:
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def differing_keys(configs: Sequence[dict], ignore: Iterable[str] = IGNORED_KEYS) -> dict[str, list]:
+    """Config keys (dotted) whose values differ between ``configs``, with each config's value. A mapping whose
+    named entries differ (a task mix: ``tasks`` with other tasks) is one key valued by its entry names joined by
+    '+'; a setting that only some configs have (one added to the code since) is a key of its own, None where
+    missing."""
+    ignore, out = tuple(ignore), {}
+
+    def walk(nodes: list, path: str) -> None:
+        if path and _ignored(path, ignore):
+            return
+        if all(isinstance(n, dict) for n in nodes):
+            partial = set().union(*nodes) - set.intersection(*(set(n) for n in nodes))
+            if path and any(isinstance(n.get(key), dict) for n in nodes for key in partial):
+                out[path] = ["+".join(sorted(n)) for n in nodes]
+                return
+            for key in sorted(set().union(*nodes)):
+                walk([n.get(key) for n in nodes], f"{path}.{key}" if path else str(key))
+            return
+        values = [_display(n) for n in nodes]
+        if len({json.dumps(v, sort_keys=True, default=str) for v in values}) > 1:
+            out[path] = values
+
+    if configs:
+        walk([dict(c) for c in configs], "")
+    return out
+
+
+def recipe_changes(run_dir: str | Path, cfg: DictConfig) -> list[str]:
+    """The config keys in which the run recorded in ``run_dir`` differs from ``cfg`` (empty when there is no run
+    there yet, or it has the same recipe); unlike :func:`differing_keys`'s default, the seed counts."""
+    record = read(run_dir)
+    if record is None:
+        return []
+    ignore = [key for key in IGNORED_KEYS if key != "seed"]
+    return sorted(differing_keys([record["config"], OmegaConf.to_container(cfg, resolve=True)], ignore))
 
 
 # ----------------------------------------------------------------------------------------------------- records
