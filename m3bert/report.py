@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import sys
+import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,9 +68,24 @@ class Run:
     history: list[dict[str, Any]] = field(default_factory=list)  # log rows with "step"
     error: str | None = None
 
+    def __post_init__(self):
+        self.config = measured_config(self.stage, self.config)
+
     @property
     def seed(self):
         return self.config.get("seed")
+
+
+def measured_config(stage: str, config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` without what the run did not use: a fine-tuning run whose encoder comes from its checkpoint
+    (frozen, finetune) or that has none (baseline) never built the recipe's ``model``, so that key would describe
+    another encoder than the one measured (``encoder.checkpoint`` says which it was)."""
+    if stage != "finetune" or (config.get("encoder") or {}).get("mode", "scratch") == "scratch":
+        return config
+    out = {k: v for k, v in config.items() if k != "model"}
+    if isinstance(out.get("objective"), dict):
+        out["objective"] = {k: v for k, v in out["objective"].items() if k != "model"}
+    return out
 
 
 def flat_metrics(final: dict | None, best: dict | None, test: dict | None) -> dict[str, float]:
@@ -265,8 +281,8 @@ def _label(row: dict, keys: Sequence[str]) -> str:
 
 
 def figures(comparison: StageComparison, folder: Path) -> list[Path]:
-    """The stage's figures in ``folder``: each metric against every numeric swept key, grouped bars per
-    configuration, loss curves. Returns the paths written."""
+    """The stage's figures in ``folder``: each metric against every numeric swept key, every configuration's
+    mean ± std per metric (``<stage>_bars.png``), loss curves. Returns the paths written."""
     import matplotlib.pyplot as plt
 
     from m3bert.common.figures import save_figure
@@ -313,24 +329,34 @@ def figures(comparison: StageComparison, folder: Path) -> list[Path]:
         configs = (
             agg.drop_duplicates(subset=comparison.keys)[comparison.keys].to_dict("records") if comparison.keys else [{}]
         )
-        width = 0.8 / max(len(configs), 1)
-        fig, ax = plt.subplots(
-            figsize=(max(6, 1.2 * len(metrics) * max(1, len(configs) / 2)), 4), constrained_layout=True
+        # One row per configuration and a panel per metric, mean ± std as a dot and error bar: long labels stay
+        # readable for any number of configurations, and the axes zoom to the spread instead of starting at 0.
+        labels = [textwrap.fill(_label(config, comparison.keys), 80) for config in configs]
+        height = 0.6 + 0.22 * sum(label.count("\n") + 1 for label in labels)
+        fig, axes = plt.subplots(
+            1,
+            len(metrics),
+            figsize=(5 + 2.6 * len(metrics), max(2.5, height)),
+            sharey=True,
+            squeeze=False,
+            constrained_layout=True,
         )
-        for j, config in enumerate(configs):
-            part = agg
-            for key, value in config.items():
-                part = part[part[key].astype(str) == str(value)]
-            by_metric = part.set_index("metric")
-            means = [by_metric["mean"].get(m, math.nan) for m in metrics]
-            stds = [by_metric["std"].get(m, math.nan) for m in metrics]
-            positions = [i + (j - (len(configs) - 1) / 2) * width for i in range(len(metrics))]
-            stds = [0 if s is None or not math.isfinite(s) else s for s in stds]
-            ax.bar(positions, means, width, yerr=stds, capsize=2, label=_label(config, comparison.keys))
-        ax.set_xticks(range(len(metrics)), metrics, rotation=20, ha="right", fontsize=8)
-        ax.grid(alpha=0.3, axis="y")
-        ax.legend(fontsize=7)
-        ax.set_title(f"{stage}: mean ± std over seeds")
+        for ax, metric in zip(axes[0], metrics):
+            for j, config in enumerate(configs):
+                part = agg[agg["metric"] == metric]
+                for key, value in config.items():
+                    part = part[part[key].astype(str) == str(value)]
+                if part.empty:
+                    continue
+                std = part["std"].iloc[0]
+                std = 0 if std is None or not math.isfinite(std) else std
+                ax.errorbar(part["mean"].iloc[0], j, xerr=std, fmt="o", capsize=2, color=f"C{j % 10}")
+            ax.set_title(metric, fontsize=8)
+            ax.tick_params(axis="x", labelsize=7)
+            ax.grid(alpha=0.3, axis="x")
+        axes[0][0].set_yticks(range(len(configs)), labels, fontsize=7)
+        axes[0][0].invert_yaxis()
+        fig.suptitle(f"{stage}: mean ± std over seeds")
         path = folder / f"{stage}_bars.png"
         save_figure(fig, path, dpi=90)
         written.append(path)

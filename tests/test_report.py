@@ -336,3 +336,12 @@ def test_readme_report_and_make_commands_parse():
         assert inputs or options.get("wandb") == "ENTITY/m3bert"
     makes = [c for c in commands if c[0] == "make"]
     assert [m[1] for m in makes] == ["reproduce-paper"] * 3
+
+
+def test_a_fine_tuning_run_that_loads_its_encoder_is_not_described_by_the_recipes_model():
+    config = {"model": {"num_layers": 4}, "encoder": {"mode": "frozen"}, "objective": {"model": {}, "pooling": "max"}}
+    loaded = report.Run("a", "finished", "finetune", config)
+    assert "model" not in loaded.config and loaded.config["objective"] == {"pooling": "max"}
+    scratch = {**config, "encoder": {"mode": "scratch"}}
+    assert report.Run("b", "finished", "finetune", scratch).config == scratch
+    assert report.Run("c", "finished", "pretrain", {"model": {"num_layers": 4}}).config["model"] == {"num_layers": 4}
