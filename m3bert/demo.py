@@ -199,7 +199,7 @@ def write_report(
         "",
         markdown_table(table),
         f"Pre-training: {pretrain['steps']} steps, best val/loss {pretrain['best'].get('val/loss', float('nan')):.4f}. "
-        f"Wall time of the whole run: {seconds / 60:.1f} min.",
+        f"Wall time of this invocation: {seconds / 60:.1f} min (steps an earlier invocation finished are reused).",
         "",
         "![pre-training loss](pretrain_loss.png)",
         "",
