@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
 
     pretrain_cfg = compose_config("train", ["+experiment=pretrain_demo", f"dataset={corpus}", *budget, *args.overrides])
     root = Path(pretrain_cfg.paths.experiments_dir) / ("demo_quick" if args.quick else "demo")
-    changed = records.recipe_changes(root / "pretrain", pretrain_cfg)
+    changed = records.recipe_changes(records.read(root / "pretrain"), pretrain_cfg)
     if changed:  # everything in root comes from that run
         set_aside(root, f"from another pre-training recipe ({', '.join(changed)} differ)")
     log.info("Step 2/4: pre-training (%s)", root / "pretrain")
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             ],
         )
         folder = root / f"finetune_{mode}"
-        changed = records.recipe_changes(folder, cfg)
+        changed = records.recipe_changes(records.read(folder), cfg)
         if changed:
             set_aside(folder, f"with another recipe ({', '.join(changed)} differ)")
         summaries[mode] = run(cfg, folder)

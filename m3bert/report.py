@@ -342,8 +342,9 @@ def figures(comparison: StageComparison, folder: Path) -> list[Path]:
             constrained_layout=True,
         )
         for ax, metric in zip(axes[0], metrics):
+            of_metric = agg[agg["metric"] == metric]
             for j, config in enumerate(configs):
-                part = agg[agg["metric"] == metric]
+                part = of_metric
                 for key, value in config.items():
                     part = part[part[key].astype(str) == str(value)]
                 if part.empty:

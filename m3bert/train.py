@@ -56,15 +56,8 @@ def run(
     main_rank = int(os.environ.get("RANK", 0)) == 0
     if overrides is not None:
         key = folder_key if folder_key is not None else records.folder_key(overrides, ())
-        action = records.check_folder(run_dir, key, overrides, sweep)
+        action = records.check_folder(run_dir, key, overrides, sweep, cfg)
         if action == "skip":
-            changed = records.recipe_changes(run_dir, cfg)
-            if changed:
-                raise records.FolderCollision(
-                    f"{run_dir} holds a finished run of these overrides made with another recipe ({', '.join(changed)} "
-                    "differ): the config files or the code changed since. Move the folder aside (or delete it) to "
-                    "redo the run, or run into another folder"
-                )
             log.info("Skipping %s: it finished with these overrides already (delete its run.json to redo it)", run_dir)
             metrics = run_dir / "metrics.json"
             return json.loads(metrics.read_text()) if metrics.is_file() else records.read(run_dir)["metrics"]

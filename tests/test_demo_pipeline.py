@@ -11,12 +11,13 @@ PRETRAINED = ["+experiment=smoke", *TINY, "trainer.max_steps=2", "trainer.val_ev
 
 
 def test_a_run_is_reused_only_with_the_same_recipe(pretrained):
-    assert records.recipe_changes(pretrained, make_config(*PRETRAINED)) == []
+    record = records.read(pretrained)
+    assert records.recipe_changes(record, make_config(*PRETRAINED)) == []
     # Where it ran and how it logged don't count; the seed and the recipe do.
-    assert records.recipe_changes(pretrained, make_config(*PRETRAINED, "trainer.num_workers=2", "logger=wandb")) == []
-    assert records.recipe_changes(pretrained, make_config(*PRETRAINED, "seed=3")) == ["seed"]
-    assert records.recipe_changes(pretrained, make_config(*PRETRAINED, "optimizer.lr=0.123")) == ["optimizer.lr"]
-    assert records.recipe_changes(pretrained.parent / "no_run_here", make_config(*PRETRAINED)) == []
+    assert records.recipe_changes(record, make_config(*PRETRAINED, "trainer.num_workers=2", "logger=wandb")) == []
+    assert records.recipe_changes(record, make_config(*PRETRAINED, "seed=3")) == ["seed"]
+    assert records.recipe_changes(record, make_config(*PRETRAINED, "optimizer.lr=0.123")) == ["optimizer.lr"]
+    assert records.recipe_changes(records.read(pretrained.parent / "no_run_here"), make_config(*PRETRAINED)) == []
 
 
 def test_an_output_that_cannot_be_reused_is_renamed_not_deleted(tmp_path):

@@ -127,11 +127,12 @@ def test_mean_std_of_seeds():
 def test_folder_of_other_overrides_is_refused_and_finished_runs_are_skipped(smoke_sweep, tmp_path, caplog):
     folder = smoke_sweep / "masking.ratio=0.1,seed=0"
     record = records.read(folder)
+    cfg = make_config(*record["overrides"])
     with pytest.raises(records.FolderCollision, match="not \\[masking.ratio=0.2"):
-        records.check_folder(folder, "masking.ratio=0.2", record["overrides"], None)
+        records.check_folder(folder, "masking.ratio=0.2", record["overrides"], None, cfg)
     with pytest.raises(records.FolderCollision, match="jobs 0 and 5 of sweep smoke-test"):
-        records.check_folder(folder, record["folder_key"], record["overrides"], {**record["sweep"], "job": 5})
-    assert records.check_folder(folder, record["folder_key"], record["overrides"], record["sweep"]) == "skip"
+        records.check_folder(folder, record["folder_key"], record["overrides"], {**record["sweep"], "job": 5}, cfg)
+    assert records.check_folder(folder, record["folder_key"], record["overrides"], record["sweep"], cfg) == "skip"
     # Typed differently (False for false), still the same command: skipped, not run again.
     overrides = [o.replace("=false", "=False") for o in record["overrides"]]
     with caplog.at_level("INFO", logger="m3bert"):

@@ -204,14 +204,23 @@ def differing_keys(configs: Sequence[dict], ignore: Iterable[str] = IGNORED_KEYS
     return out
 
 
-def recipe_changes(run_dir: str | Path, cfg: DictConfig) -> list[str]:
-    """The config keys in which the run recorded in ``run_dir`` differs from ``cfg`` (empty when there is no run
-    there yet, or it has the same recipe); unlike :func:`differing_keys`'s default, the seed counts."""
-    record = read(run_dir)
+def recorded_config(cfg: DictConfig) -> dict[str, Any]:
+    """``cfg`` as a run record keeps it: resolved, or as written where it can't resolve (it fails later with its
+    own message)."""
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except Exception as err:  # noqa: BLE001
+        log.debug("Config not resolvable for the record (%s); keeping it unresolved", err)
+        return OmegaConf.to_container(cfg, resolve=False)
+
+
+def recipe_changes(record: dict[str, Any] | None, cfg: DictConfig) -> list[str]:
+    """The config keys in which the run of ``record`` (:func:`read`) differs from ``cfg``; empty when there is no
+    run yet (None), or it has the same recipe. Unlike :func:`differing_keys`'s default, the seed counts."""
     if record is None:
         return []
     ignore = [key for key in IGNORED_KEYS if key != "seed"]
-    return sorted(differing_keys([record["config"], OmegaConf.to_container(cfg, resolve=True)], ignore))
+    return sorted(differing_keys([record["config"], recorded_config(cfg)], ignore))
 
 
 # ----------------------------------------------------------------------------------------------------- records
@@ -225,10 +234,12 @@ def read(run_dir: str | Path) -> dict[str, Any] | None:
         raise ValueError(f"{path}: not valid JSON ({err}); delete it and rerun to start the record afresh") from err
 
 
-def check_folder(run_dir: str | Path, key: str, overrides: Sequence[str], sweep: dict | None) -> str:
-    """What to do in ``run_dir``: ``new`` (no run yet), ``resume`` (an unfinished or extendable run of the same
-    overrides) or ``skip`` (that run finished with exactly these overrides). Raises :class:`FolderCollision` when
-    the folder belongs to a run of other overrides, or to another job of the same sweep."""
+def check_folder(run_dir: str | Path, key: str, overrides: Sequence[str], sweep: dict | None, cfg: DictConfig) -> str:
+    """What to do in ``run_dir`` for the run of ``cfg``: ``new`` (no run yet), ``resume`` (an unfinished or
+    extendable run of the same overrides) or ``skip`` (that run finished with exactly these overrides and this
+    recipe). Raises :class:`FolderCollision` when the folder belongs to a run of other overrides, to another job of
+    the same sweep, or to a finished run of these overrides whose resolved config has changed since (the recipe
+    file or the code changed under the same command)."""
     record = read(run_dir)
     if record is None:
         return "new"
@@ -245,6 +256,13 @@ def check_folder(run_dir: str | Path, key: str, overrides: Sequence[str], sweep:
             "folder (the same overrides twice?); list each value once"
         )
     if record.get("status") == "finished" and same_overrides(record.get("overrides") or [], overrides):
+        changed = recipe_changes(record, cfg)
+        if changed:
+            raise FolderCollision(
+                f"{run_dir} holds a finished run of these overrides made with another recipe ({', '.join(changed)} "
+                "differ): the config files or the code changed since. Move the folder aside (or delete it) to "
+                "redo the run, or run into another folder"
+            )
         return "skip"
     return "resume"
 
@@ -254,11 +272,6 @@ def start(
 ) -> dict[str, Any]:
     """Write the ``running`` record of a run about to start (or resume) in ``run_dir``."""
     previous = read(run_dir) or {}
-    try:
-        config = OmegaConf.to_container(cfg, resolve=True)
-    except Exception as err:  # noqa: BLE001 - a config that can't resolve fails later with its own message
-        log.debug("Config not resolvable for the record (%s); keeping it unresolved", err)
-        config = OmegaConf.to_container(cfg, resolve=False)
     record = {
         "status": "running",
         "stage": stage_of(cfg),
@@ -267,7 +280,7 @@ def start(
         "overrides": list(overrides) if overrides is not None else None,
         "folder_key": key,
         "sweep": sweep,
-        "config": config,
+        "config": recorded_config(cfg),
         "metrics": None,
         "git_commit": git_commit(),
         "started": previous.get("started") or _now(),
