@@ -46,6 +46,12 @@ def test_the_slurm_launcher_composes():
         )
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher") and launcher.tasks_per_node == 4
+    # A time limit requeues (submitit's default of 0 timeouts would give up), and the README tells the true lead.
+    assert launcher.max_num_timeout >= 1
+    readme = (CONF.parent / "README.md").read_text()
+    assert f"signal_delay_s` = {launcher.signal_delay_s} s" in readme
+    assert f"--signal=USR2@{launcher.signal_delay_s}" in readme
+    assert f"max_num_timeout` = {launcher.max_num_timeout} times" in readme
     assert make_config()  # the default composition is untouched
 
 
