@@ -422,6 +422,29 @@ def test_a_bad_value_on_the_command_line_is_one_line_and_makes_no_run_folder(tmp
     assert not (tmp_path / "prepared").exists()
 
 
+COMPOSITION_ERRORS = {
+    "misspelt key": (["trainer.max_stepz=3"], ["trainer.max_stepz: no such config key", "+trainer.max_stepz="]),
+    "wrong type": (["trainer.max_steps=abc"], ["trainer.max_steps=abc", "Integer"]),
+    "unknown option": (["masking=nope"], ["masking=nope: no such masking config", "cfm_ccm"]),
+    "unknown recipe": (["+experiment=nope"], ["+experiment=nope: no such experiment config", "pretrain_msd"]),
+    "unparsable": (["trainer.max_steps=[1"], ["does not parse", "'[1'"]),
+}
+
+
+@pytest.mark.parametrize("case", COMPOSITION_ERRORS)
+def test_a_composition_error_is_one_line_and_makes_no_run_folder(tmp_path, case):
+    overrides, fragments = COMPOSITION_ERRORS[case]
+    done = cli("m3bert.train", "+experiment=smoke", *overrides, env={"M3BERT_EXPERIMENTS": str(tmp_path)})
+    assert_one_line_error(done, *fragments)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_composition_error_of_another_entry_point_is_one_line(tmp_path):
+    done = cli("m3bert.prepare", "dataset=nope", f"out={tmp_path / 'prepared'}")
+    assert_one_line_error(done, "dataset=nope: no such dataset config", "gtzan")
+    assert not (tmp_path / "prepared").exists()
+
+
 def test_a_traceback_when_asked_for(tmp_path):
     done = cli(
         "m3bert.train",

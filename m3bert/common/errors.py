@@ -103,9 +103,74 @@ def _program() -> str:
     return name if name.startswith("m3bert") else "m3bert"
 
 
+def composition_message(err: BaseException) -> str | None:
+    """The one-line report of a Hydra composition error (a misspelt key, a value of the wrong type, an unknown
+    option or recipe, an override that does not parse), or None for anything else."""
+    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+
+    cause = err.__cause__
+    reason = " ".join(str(cause).split("full_key:")[0].split()) if cause is not None else ""
+    if isinstance(err, MissingConfigException):
+        wanted = re.search(r"Could not find '([^']+)'", str(err))
+        if wanted and "/" in wanted.group(1):
+            group, option = wanted.group(1).rsplit("/", 1)
+            plus = "+" if group == "experiment" else ""
+            choices = ", ".join(err.options or ())
+            return f"{plus}{group}={option}: no such {group} config; choose one of {choices}"
+        return " ".join(str(err).split("Available options")[0].split("Config search path")[0].split())
+    if isinstance(err, OverrideParseException):
+        first = str(err).splitlines()[0]
+        return f"an override does not parse ({first}); write key=value, a list in quotes as 'key=[a,b]'"
+    if isinstance(err, ConfigCompositionException):
+        text = str(err).splitlines()[0]
+        key = re.search(r"Could not override '([^']+)'", text)
+        if key:
+            name = key.group(1)
+            return f"{name}: no such config key ({reason}); check the spelling, or add a new key with +{name}=..."
+        merging = re.search(r"Error merging override (\S+)", text)
+        if merging:
+            return f"{merging.group(1)}: {reason or 'the value does not fit the key'}; give a value of the key's type"
+        return f"{text} {reason}".strip()
+    return None
+
+
+def _report_composition_errors() -> None:
+    """Make Hydra's command-line front end report composition errors as one line with exit status 2, like every
+    other bad input. Hydra prints them over several lines and exits 1 from ``hydra._internal.utils.run_and_report``
+    (private, stable since Hydra 1.1); where that is missing, Hydra's own report stands."""
+    try:
+        from hydra._internal import utils as hydra_utils
+    except ImportError:
+        return
+    original = getattr(hydra_utils, "run_and_report", None)
+    if original is None or getattr(original, "m3bert_reports", False):
+        return
+
+    def run_and_report(func: Callable[[], Any]) -> Any:
+        try:
+            return func()
+        except Exception as err:  # noqa: BLE001 (anything that is not a composition error goes to Hydra's report)
+            message = None if debug_requested() else composition_message(err)
+            if message is None:
+                failure = err  # ``err`` is unbound once the except clause ends
+
+                def again() -> Any:
+                    raise failure
+
+                return original(again)
+            sys.stderr.write(f"{_program()}: error: {message}\n")
+            sys.stderr.flush()
+            raise SystemExit(EXIT_USER_ERROR) from None
+
+    run_and_report.m3bert_reports = True
+    hydra_utils.run_and_report = run_and_report
+
+
 def reports_errors(main: Callable[..., Any]) -> Callable[..., Any]:
     """Decorate an entry point's ``main`` so that bad input ends it as :func:`report` says. Under ``hydra.main``
-    it goes below the Hydra decorator (SystemExit passes through Hydra's own error printing)."""
+    it goes below the Hydra decorator (SystemExit passes through Hydra's own error printing); composition errors,
+    which Hydra raises before ``main`` runs, are reported the same way."""
+    _report_composition_errors()
     program = main.__module__ if main.__module__ != "__main__" else None  # None: found when reporting
 
     @functools.wraps(main)
