@@ -364,6 +364,15 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
         progress=cfg.progress,
     )
     failures += outcome.failures
+    reasons = Counter(f["reason"].split(":")[0] for f in failures)
+    if not outcome.rows:
+        # Nothing to train on: say why instead of writing empty manifests over an earlier run's.
+        write_table(failures, out / "failures.csv", columns=["track_id", "audio", "reason"])
+        counted = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
+        raise ValueError(
+            f"{out}: no clip was prepared from {len(tracks)} tracks ({counted}; each file and reason in "
+            f"{out / 'failures.csv'}); fix or remove those files, or lower clip.min_seconds for short ones"
+        )
 
     rows = sorted(outcome.rows, key=lambda r: r["file_path"])
     columns = list(dict.fromkeys(key for row in rows for key in row))  # a label only some clips carry included
@@ -372,7 +381,6 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
         write_manifest([r for r in rows if r["split"] == split], out / f"{split}.csv", columns, extractor.feature_dim)
     write_table(failures, out / "failures.csv", columns=["track_id", "audio", "reason"])
     normalization = write_dataset_statistics(rows, out, extractor.feature_dim)
-    reasons = Counter(f["reason"].split(":")[0] for f in failures)
     summary = {
         "dataset": cfg.dataset.source._target_,
         "features": extractor.name,

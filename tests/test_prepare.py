@@ -194,3 +194,33 @@ def test_float16_storage_halves_the_files_within_float16_rounding(audio_tree, tm
     assert prepare(prepare_config(*args, f"out={tmp_path / 'f16'}"))["reused"] == 0
     with pytest.raises(ValueError, match="dtype=int8: must be one of float32, float16"):
         prepare(prepare_config(*args, f"out={tmp_path / 'f16'}", "dtype=int8"))
+
+
+def test_a_prepare_in_which_every_file_fails_says_why_in_one_line_and_writes_no_manifest(tmp_path):
+    root = tmp_path / "audio"
+    root.mkdir()
+    for i in range(3):
+        sf.write(root / f"short{i}.wav", tone(1.0, 440, seed=i), RATE)
+    (root / "broken.wav").write_bytes(b"RIFF0000WAVEnot really audio")
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "m3bert.prepare", "dataset=folder", f"dataset.root={root}", f"out={out}"]
+        + ["workers=0", "progress=false", "clip.seconds=3", "clip.min_seconds=2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    error = [line for line in done.stderr.splitlines() if ": error: " in line]
+    assert len(error) == 1 and "Traceback" not in done.stderr
+    assert "no clip was prepared from 4 tracks" in error[0] and "3 too short" in error[0] and "1 " in error[0]
+    assert len(pd.read_csv(out / "failures.csv")) == 4
+    assert not any((out / name).exists() for name in ("manifest.csv", "train.csv", "summary.json"))
+
+
+def test_an_empty_split_keeps_its_header(audio_tree, tmp_path):
+    out = tmp_path / "out"
+    prepare(prepare_config("dataset=folder", f"dataset.root={audio_tree}", f"out={out}", "split.fractions=[1,0,0]"))
+    assert len(pd.read_csv(out / "train.csv")) == 10
+    test = pd.read_csv(out / "test.csv")
+    assert len(test) == 0 and {"file_path", "length", "split"} <= set(test.columns)
