@@ -65,6 +65,7 @@ def run(
             log.info("Continuing the run in %s", run_dir)
     else:
         key = None
+    fresh = not records.holds_work(run_dir)
     record = records.start(run_dir, cfg, overrides, key, sweep) if main_rank else {}
     started = time.perf_counter()
     try:
@@ -75,7 +76,9 @@ def run(
         err.hand_over()
         raise
     except BaseException as err:
-        if main_rank:
+        # A new run that failed before it made anything (bad data, a wrong checkpoint) leaves no stub folder for
+        # the report or the next rerun to mistake for a run: the error line says it all.
+        if main_rank and not (fresh and records.discard_if_idle(run_dir)):
             records.fail(run_dir, record, err, time.perf_counter() - started)
         raise
     if main_rank:

@@ -445,6 +445,38 @@ def test_a_composition_error_of_another_entry_point_is_one_line(tmp_path):
     assert not (tmp_path / "prepared").exists()
 
 
+def test_commands_that_fail_before_doing_work_leave_no_stub_folder(tmp_path, model):
+    missing = tmp_path / "nothing_here"
+    missing.mkdir()
+    done = cli("m3bert.train", "logger=none", f"dataset.root={missing}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert_one_line_error(done, "train.csv: manifest not found", "python -m m3bert.prepare dataset=folder")
+    done = cli("m3bert.prepare", "dataset=folder", f"dataset.root={missing}", f"out={tmp_path / 'prepared'}")
+    assert_one_line_error(done, "no audio files found")
+    done = cli("m3bert.extract", f"model_path={model}", f"input={missing}", f"output={tmp_path / 'embeddings'}")
+    assert_one_line_error(done, str(missing))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nothing_here"]
+    # A folder that holds something else keeps it, and only gains Hydra's log of the failure.
+    (tmp_path / "prepared").mkdir()
+    (tmp_path / "prepared" / "notes.txt").write_text("mine")
+    cli("m3bert.prepare", "dataset=folder", f"dataset.root={missing}", f"out={tmp_path / 'prepared'}")
+    assert (tmp_path / "prepared" / "notes.txt").read_text() == "mine"
+
+
+def test_a_missing_task_folder_names_the_prepare_command(tmp_path):
+    done = cli(
+        "m3bert.train",
+        "+experiment=finetune_mtl",
+        "encoder.mode=baseline",
+        "tasks=[mtg_moodtheme]",
+        "logger=none",
+        env={"M3BERT_DATA": str(tmp_path / "data"), "M3BERT_EXPERIMENTS": str(tmp_path / "runs")},
+    )
+    assert_one_line_error(
+        done, "mtg_jamendo_moodtheme/train.csv", "python -m m3bert.prepare dataset=mtg_jamendo_moodtheme"
+    )
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("run.json"))
+
+
 def test_a_traceback_when_asked_for(tmp_path):
     done = cli(
         "m3bert.train",

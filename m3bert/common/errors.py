@@ -13,8 +13,10 @@ import errno
 import functools
 import os
 import re
+import shutil
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 DEBUG_ENV = "M3BERT_DEBUG"
@@ -178,6 +180,25 @@ def reports_errors(main: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return main(*args, **kwargs)
         except Exception as err:  # noqa: BLE001 (report() re-raises whatever is not bad input)
+            if user_message(err) is not None and not debug_requested():
+                _remove_stub_output()
             report(err, program)
 
     return wrapper
+
+
+def _remove_stub_output() -> None:
+    """After bad input, remove the output folder Hydra made for this command if it holds nothing but Hydra's
+    own config copy and log (``out=...`` of prepare, extract, analyze), so that a failed command leaves no stub in
+    the folder the user named. A folder with anything else in it, or the working directory, is left alone."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    folder = Path(hydra_cfg.runtime.output_dir).resolve()
+    own = {hydra_cfg.output_subdir, f"{hydra_cfg.job.name}.log"} - {None}
+    if not folder.is_dir() or folder in (Path.cwd(), *Path.cwd().parents):
+        return
+    if {entry.name for entry in folder.iterdir()} <= own:
+        shutil.rmtree(folder, ignore_errors=True)

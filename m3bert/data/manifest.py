@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from m3bert.common.configs import config_dir
 from m3bert.data.validation import (
     RECORD,
     Header,
@@ -267,9 +268,21 @@ class ManifestDataset(ClipDataset):
         return {**self.__dict__, "_headers": {}}  # each worker reads its own
 
 
+def how_to_prepare(folder: Path) -> str:
+    """The command that makes the prepared ``folder``: the adapter of the same name where there is one (a task's
+    folder ``mtg_jamendo_moodtheme`` comes from ``dataset=mtg_jamendo_moodtheme``), else the generic folder one."""
+    recipe = Path(config_dir()) / "dataset" / f"{folder.name}.yaml"
+    if folder.name != "folder" and recipe.is_file() and "source:" in recipe.read_text():
+        return f"python -m m3bert.prepare dataset={folder.name}"
+    return f"python -m m3bert.prepare dataset=folder dataset.root=<your audio> out={folder}"
+
+
 def read_bytes(path: Path) -> bytes:
     if not path.is_file():
-        raise ManifestError(f"{path}: manifest not found (set dataset.root or the M3BERT_DATA variable)")
+        raise ManifestError(
+            f"{path}: manifest not found; make it with `{how_to_prepare(path.parent)}`, or point dataset.root "
+            "(or the M3BERT_DATA variable) at the folder where it was prepared"
+        )
     return path.read_bytes()
 
 

@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -40,6 +41,7 @@ from m3bert.common.files import write_json
 log = logging.getLogger(__name__)
 
 RECORD = "run.json"
+WORK = ("log.jsonl", "checkpoints", "metrics.json")  # what a run that got going has written
 SWEEP_ENV = "M3BERT_SWEEP"
 STAGES = ("pretrain", "finetune", "probe")
 
@@ -265,6 +267,21 @@ def check_folder(run_dir: str | Path, key: str, overrides: Sequence[str], sweep:
             )
         return "skip"
     return "resume"
+
+
+def holds_work(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds a record or anything a run made: a training log, checkpoints, metrics (Hydra's
+    own ``.hydra/`` and log file, written before the run starts, don't count)."""
+    return any((Path(run_dir) / name).exists() for name in (RECORD, *WORK))
+
+
+def discard_if_idle(run_dir: str | Path) -> bool:
+    """Remove the folder of a run that failed before making anything (nothing of :data:`WORK` in it), so that no
+    stub is left behind; returns whether it did."""
+    if any((Path(run_dir) / name).exists() for name in WORK):
+        return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return True
 
 
 def start(
