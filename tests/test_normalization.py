@@ -213,3 +213,62 @@ def test_per_file_models_keep_format_1_and_folders_without_a_normalisation_load_
     del config["features"]["normalization"]  # as written before normalisation was a choice
     (model / CONFIG_FILE).write_text(json.dumps(config))
     assert load_pretrained(model).front_end.normalization == Normalization()
+
+
+def write_corpus(folder, lengths, level: float, seed: int, dim: int = 8):
+    """A prepared folder of per-file features whose clips' unnormalised level is ``level`` (+ clip noise), with
+    its clip statistics and its training split's normalization.npz as prepare writes them."""
+    from conftest import write_manifest
+
+    rng = np.random.default_rng(seed)
+    stats = []
+    for split in ("train", "valid"):
+        manifest = write_manifest(folder, lengths, dim=dim, name=f"{split}.csv", seed=seed)
+        for path in pd.read_csv(manifest)["file_path"]:
+            clip = np.stack([level + rng.standard_normal(dim), 0.5 + rng.random(dim)]).astype(np.float32)
+            np.save(stats_path(folder / path), clip)
+            stats += [clip] if split == "train" else []
+    mean, std = dataset_statistics(np.stack(stats), np.array(lengths))
+    np.savez(folder / "normalization.npz", mean=mean.astype(np.float32), std=std.astype(np.float32))
+    return np.stack(stats)
+
+
+def test_several_corpora_share_one_pooled_normalisation(tmp_path):
+    from m3bert.data import SourcesDataset
+
+    a = write_corpus(tmp_path / "a", [20, 30], level=-3.0, seed=0)
+    b = write_corpus(tmp_path / "b", [10, 10, 40], level=5.0, seed=1)
+    sources = {"a": {"root": str(tmp_path / "a"), "weight": None}, "b": {"root": str(tmp_path / "b"), "weight": None}}
+    data = SourcesDataset(sources, "train", feature_dim=8, normalization="dataset")
+    # Unweighted: the statistics of all training frames together, as if one folder held both corpora.
+    mean, std = dataset_statistics(np.concatenate([a, b]), np.array([20, 30, 10, 10, 40]))
+    assert data.normalization.kind == "dataset"
+    assert np.allclose(data.normalization.mean, mean, atol=1e-5) and np.allclose(data.normalization.std, std, atol=1e-5)
+    assert all(part.normalization == data.normalization for part in data.parts)
+    valid = SourcesDataset(sources, "valid", feature_dim=8, normalization="dataset")
+    assert valid.normalization == data.normalization  # statistics of the training split serve every split
+    # Weighted 1:3, the mixture's moments follow the draws, not the folder sizes.
+    weighted = {name: {**spec, "weight": w} for (name, spec), w in zip(sources.items(), (1.0, 3.0))}
+    pooled = SourcesDataset(weighted, "train", feature_dim=8, normalization="dataset").normalization
+    na, nb = Normalization.from_folder(tmp_path / "a"), Normalization.from_folder(tmp_path / "b")
+    expected = 0.25 * np.array(na.mean) + 0.75 * np.array(nb.mean)
+    assert np.allclose(pooled.mean, expected, atol=1e-5)
+    assert SourcesDataset(sources, "train", feature_dim=8).normalization.kind == "per_file"
+
+
+def test_pretraining_on_several_corpora_records_the_pooled_normalisation(tmp_path):
+    for name, level, seed in (("a", -1.0, 0), ("b", 2.0, 1)):
+        write_corpus(tmp_path / name, [24, 24, 24], level=level, seed=seed, dim=324)
+    cfg = make_config(
+        *TINY,
+        "dataset=sources",
+        f"+dataset.sources={{a: {{root: {tmp_path / 'a'}, weight: null}}, b: {{root: {tmp_path / 'b'}, weight: null}}}}",
+        "features.normalization=dataset",
+        "trainer.max_steps=2",
+        "trainer.batch_size=2",
+        "dataset.max_frames=16",
+    )
+    run(cfg, tmp_path / "run")
+    saved = checkpoint.load(tmp_path / "run" / "checkpoints" / "step_0000002.pt")["normalization"]
+    data = instantiate(cfg.dataset.train)
+    assert saved == data.normalization.to_dict() and saved["kind"] == "dataset" and len(saved["mean"]) == 324

@@ -24,6 +24,7 @@ subset and returns the tracks they list; ``with_splits=False`` (pre-training) re
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from m3bert.adapters.base import DatasetLayoutError, Track, clean_tag, join_tags, keep_present, require
@@ -48,6 +49,7 @@ def tracks(
     split: int = 0,
     with_splits: bool = True,
     audio_dir: str | Path = "raw_30s/audio",
+    exclude_test_of: Sequence[str] = (),
 ) -> list[Track]:
     """One Track per MTG-Jamendo track of ``subset`` whose audio is present; id = ``TRACK_ID`` (``track_0000214``).
 
@@ -56,6 +58,8 @@ def tracks(
     with_splits: True: the tracks of the official train/validation/test files, split set; False: every track of
         the subset file, split None.
     audio_dir: the folder holding ``NN/<id>.mp3``, relative to ``root`` (or absolute).
+    exclude_test_of: subsets (e.g. ``[moodtheme, top50tags]``) whose official ``split-<split>`` test tracks are
+        left out, so that a pre-training corpus never holds the audio a fine-tuning study tests on.
     """
     if subset not in SUBSETS:
         raise ValueError(f"mtg_jamendo: subset must be one of {list(SUBSETS)}, got {subset!r}")
@@ -79,6 +83,26 @@ def tracks(
         tsv = metadata / f"{stem}.tsv"
         for track_id, path, tags in read_tsv(tsv):
             rows[track_id] = (path, tags, None, tsv)
+
+    if exclude_test_of:
+        unknown = [name for name in exclude_test_of if name not in SUBSETS]
+        if unknown:
+            raise ValueError(f"mtg_jamendo: exclude_test_of takes subsets of {list(SUBSETS)}, got {unknown}")
+        split_dir = require(metadata / "splits" / f"split-{split}", f"the official split folder split-{split}")
+        held_out = {
+            track_id
+            for name in exclude_test_of
+            for track_id, _, _ in read_tsv(split_dir / f"{SUBSETS[name][0]}-{SPLIT_FILES['test']}.tsv")
+        }
+        left_out = [track_id for track_id in rows if track_id in held_out]
+        for track_id in left_out:
+            del rows[track_id]
+        log.info(
+            "mtg_jamendo: left out %d tracks that the %s test split%s hold",
+            len(left_out),
+            "/".join(exclude_test_of),
+            "s" if len(exclude_test_of) > 1 else "",
+        )
 
     present = keep_present({i: audio_file(audio_root, row[0]) for i, row in rows.items()}, audio_root, log)
     out = []

@@ -128,7 +128,10 @@ def composition_message(err: BaseException) -> str | None:
         key = re.search(r"Could not override '([^']+)'", text)
         if key:
             name = key.group(1)
-            return f"{name}: no such config key ({reason}); check the spelling, or add a new key with +{name}=..."
+            return (
+                f"{name}: no such config key ({reason}); check the spelling, add a new key with +{name}=..., or "
+                f"replace a whole mapping with '~{name}' '+{name}={{...}}'"
+            )
         merging = re.search(r"Error merging override (\S+)", text)
         if merging:
             return f"{merging.group(1)}: {reason or 'the value does not fit the key'}; give a value of the key's type"

@@ -281,7 +281,8 @@ def read_bytes(path: Path) -> bytes:
     if not path.is_file():
         raise ManifestError(
             f"{path}: manifest not found; make it with `{how_to_prepare(path.parent)}`, or point dataset.root "
-            "(or the M3BERT_DATA variable) at the folder where it was prepared"
+            "(dataset.sources.<name>.root for several corpora, or the M3BERT_DATA variable) at the folder where it "
+            "was prepared"
         )
     return path.read_bytes()
 
@@ -379,6 +380,7 @@ class SourcesDataset(ConcatClipDataset):
         feature_dim: int,
         max_frames: int | None = None,
         crop: str = "random",
+        normalization: str = "per_file",
     ):
         if not sources:
             raise ValueError("dataset.sources is empty: list the prepared folders, e.g. {msd: {root: data/msd}}")
@@ -390,9 +392,18 @@ class SourcesDataset(ConcatClipDataset):
         if any(given) and not all(given):
             missing = [n for n, g in zip(self.names, given) if not g]
             raise ValueError(f"dataset.sources: {missing} have no weight; give every source one, or none at all")
+        roots = [Path(sources[name]["root"]) for name in self.names]
+        self.normalization = Normalization(normalization) if normalization != "dataset" else None
+        if self.normalization is None:
+            # One set of statistics for the mixture the sampler draws: each corpus weighted by its share of the
+            # draws (its training frames when no weights are given), so every split and the checkpoint agree.
+            shares = weights if all(given) else [read_manifest(root / "train.csv")["length"].sum() for root in roots]
+            self.normalization = Normalization.pooled([Normalization.from_folder(root) for root in roots], shares)
         parts = [
-            ManifestDataset(str(Path(sources[name]["root"]) / self.SPLIT_FILES[split]), feature_dim, max_frames, crop)
-            for name in self.names
+            ManifestDataset(
+                str(root / self.SPLIT_FILES[split]), feature_dim, max_frames, crop, normalization=self.normalization
+            )
+            for root in roots
         ]
         super().__init__(parts, weights if all(given) else None)
 

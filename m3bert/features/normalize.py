@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,6 +118,19 @@ class Normalization:
         if isinstance(data, str):
             return cls(data)
         return cls(data["kind"], tuple(map(float, data.get("mean", ()))), tuple(map(float, data.get("std", ()))))
+
+    @classmethod
+    def pooled(cls, parts: Sequence[Normalization], shares: Sequence[float]) -> Normalization:
+        """The ``dataset`` statistics of a mixture of datasets, each drawn with its share (any positive scale):
+        the mixture's per-channel mean and std (law of total variance)."""
+        if len(parts) != len(shares) or not parts or any(p.kind != "dataset" for p in parts):
+            raise ValueError("pooled statistics need one share per dataset normalisation")
+        weights = np.asarray(shares, dtype=np.float64)[:, None] / float(np.sum(shares))
+        means = np.array([p.mean for p in parts], dtype=np.float64)
+        variances = np.array([p.std for p in parts], dtype=np.float64) ** 2
+        mean = (weights * means).sum(0)
+        std = np.sqrt((weights * (variances + (means - mean) ** 2)).sum(0))
+        return cls("dataset", tuple(map(float, mean)), tuple(map(float, std)))
 
     @classmethod
     def from_folder(cls, folder: str | os.PathLike) -> Normalization:

@@ -69,6 +69,24 @@ def test_pretraining_on_all_tags_keeps_prefixes(tmp_path):
     assert tracks[0].labels["tags"].split("/") == ["genre---punkrock", "instrument---guitar", "mood_theme---happy"]
 
 
+def test_pretraining_leaves_out_the_fine_tuning_test_tracks(tmp_path):
+    make_jamendo(tmp_path)
+    tracks = mtg_jamendo.tracks(tmp_path, subset="all", with_splits=False, exclude_test_of=["moodtheme"])
+    assert [t.track_id for t in tracks] == ["track_0000214", "track_0917542"]  # 917543 is a moodtheme test track
+    with pytest.raises(ValueError, match="exclude_test_of"):
+        mtg_jamendo.tracks(tmp_path, subset="all", with_splits=False, exclude_test_of=["mood"])
+
+
+def test_the_paper_corpus_excludes_the_test_tracks_of_the_tasks_it_is_tested_on():
+    from conftest import CONF
+    from omegaconf import OmegaConf
+
+    source = OmegaConf.load(CONF / "dataset" / "mtg_jamendo.yaml").source
+    for subset in ("moodtheme", "top50tags"):  # the tasks mtg_moodtheme and mtg_top50
+        task_source = OmegaConf.load(CONF / "dataset" / f"mtg_jamendo_{subset.removesuffix('tags')}.yaml").source
+        assert subset in source.exclude_test_of and source.split == task_source.split
+
+
 def test_metadata_in_root_instead_of_data_folder(tmp_path):
     make_jamendo(tmp_path)
     (tmp_path / "data").rename(tmp_path / "meta")
