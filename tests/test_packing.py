@@ -84,3 +84,30 @@ def test_training_on_packed_data_resumes_mid_epoch_exactly_as_on_files(tmp_path,
     expected, got = losses(tmp_path / "straight"), losses(tmp_path / "crashed")
     assert sorted(got) == list(range(1, 9))
     assert [got[s] for s in range(1, 9)] == [expected[s] for s in range(1, 9)]
+
+
+def test_a_packed_folder_carries_the_statistics_of_dataset_normalisation(tmp_path):
+    from test_normalization import write_corpus
+
+    write_corpus(tmp_path / "files", [30, 40, 50], level=2.0, seed=0)
+    pd.concat([pd.read_csv(tmp_path / "files" / f"{s}.csv") for s in ("train", "valid")]).to_csv(
+        tmp_path / "files" / "manifest.csv", index=False
+    )
+    pack(tmp_path / "files", tmp_path / "packed", feature_dim=8, shard_mb=0.001)
+    assert (tmp_path / "packed" / "normalization.npz").read_bytes() == (
+        tmp_path / "files" / "normalization.npz"
+    ).read_bytes()
+    for split in ("train", "valid"):
+        a = ManifestDataset(str(tmp_path / f"files/{split}.csv"), 8, max_frames=16, normalization="dataset")
+        b = ManifestDataset(str(tmp_path / f"packed/{split}.csv"), 8, max_frames=16, normalization="dataset")
+        assert a.normalization == b.normalization
+        for row in range(len(a)):
+            assert torch.equal(a[(row, 0, 1)].features, b[(row, 0, 1)].features)
+
+
+def test_a_packed_folder_without_statistics_says_how_to_get_them(tmp_path):
+    files = prepared_folder(tmp_path / "files", dim=8)  # no clip statistics, as folders made before prepare wrote them
+    pack(files, tmp_path / "packed", feature_dim=8)
+    np.savez(tmp_path / "packed/normalization.npz", mean=np.zeros(8, np.float32), std=np.ones(8, np.float32))
+    with pytest.raises(ManifestError, match="pack it again from a folder that python -m m3bert.prepare made"):
+        ManifestDataset(str(tmp_path / "packed/train.csv"), 8, normalization="dataset")

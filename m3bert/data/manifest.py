@@ -71,6 +71,10 @@ class Batch(NamedTuple):
         )
 
 
+CLIP_STATS_FILE = "clip_stats.npy"  # a packed folder's (clips, 2, dims) clip statistics, see m3bert.data.packing
+STATS_ROW = "stats_row"  # the packed manifests' column: a clip's row in CLIP_STATS_FILE
+
+
 def stats_path(feature_file: str | Path) -> Path:
     """Where a feature file's clip statistics live: ``features/x.npy`` -> ``features/x.stats.npy``."""
     path = Path(feature_file)
@@ -174,6 +178,7 @@ class ManifestDataset(ClipDataset):
         self.files = self.table["file_path"].to_numpy(dtype=str)
         self._lengths = self.table["length"].to_numpy(dtype=np.int64)
         self.offsets = self.table["offset"].to_numpy(dtype=np.int64) if "offset" in self.table else None
+        self.stats_rows = self.table[STATS_ROW].to_numpy(dtype=np.int64) if STATS_ROW in self.table else None
         self._headers: dict[str, Header] = {}  # shard path -> header, per process (packed layout only)
         if check_files:
             self.validate(content)
@@ -222,10 +227,7 @@ class ManifestDataset(ClipDataset):
     def _stats(self, row: int) -> np.ndarray:
         """Row's (2, feature_dim) clip statistics (mean and scale of the unnormalised features)."""
         if self.offsets is not None:
-            raise ManifestError(
-                f"{self.manifest}: {self.normalization.kind} normalisation needs per-clip statistics, "
-                "which packed folders don't carry yet; train on the unpacked folder"
-            )
+            return self._packed_stats(row)
         path = stats_path(self.path(row))
         try:
             stats = np.load(path)
@@ -239,6 +241,22 @@ class ManifestDataset(ClipDataset):
             raise ManifestError(
                 f"{path} (row {row + 2} of {self.manifest}): clip statistics of shape {stats.shape} or non-finite"
             )
+        return stats
+
+    def _packed_stats(self, row: int) -> np.ndarray:
+        """Row's clip statistics in a packed folder: row ``stats_row`` of its ``clip_stats.npy``."""
+        path = self.manifest.parent / CLIP_STATS_FILE
+        if self.stats_rows is None or not path.is_file():
+            raise ManifestError(
+                f"{self.manifest}: {self.normalization.kind} normalisation needs per-clip statistics, which this "
+                f"packed folder lacks ({CLIP_STATS_FILE} and its {STATS_ROW} column); pack it again from a folder "
+                "that python -m m3bert.prepare made (it writes the statistics), or train on the unpacked folder"
+            )
+        if "_clip_stats" not in self.__dict__:  # memory-mapped once per process
+            self._clip_stats = np.load(path, mmap_mode="r")
+        stats = np.array(self._clip_stats[self.stats_rows[row]])
+        if stats.shape != (2, self.feature_dim) or not np.isfinite(stats).all():
+            raise ManifestError(f"{path} (row {row + 2} of {self.manifest}): clip statistics not finite (2, dims)")
         return stats
 
     def __getitem__(self, key: int | tuple[int, int, int]) -> Clip:
@@ -265,7 +283,9 @@ class ManifestDataset(ClipDataset):
         self.crop = mode
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_headers": {}}  # each worker reads its own
+        state = {**self.__dict__, "_headers": {}}  # each worker reads its own headers and maps its own statistics
+        state.pop("_clip_stats", None)
+        return state
 
 
 def how_to_prepare(folder: Path) -> str:

@@ -17,8 +17,9 @@ import pandas as pd
 
 from m3bert.adapters.base import SPLITS
 from m3bert.common.files import atomic_write, write_bytes
-from m3bert.data.manifest import read_manifest
+from m3bert.data.manifest import CLIP_STATS_FILE, STATS_ROW, read_manifest, stats_path
 from m3bert.data.validation import check_finite, check_shape, manifest_key, open_features, record_validated
+from m3bert.features import NORMALIZATION_FILE
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ def pack(source: str | Path, out: str | Path, feature_dim: int, shard_mb: float 
 
         atomic_write(out / name, write)
     log.info("Packed %d clips of %s into %d shard(s) in %s", len(table), source, len(rows_per_shard), out)
+    stats_row_of = pack_statistics(source, out, table, feature_dim)
 
     for manifest in ["manifest.csv", *(f"{split}.csv" for split in SPLITS)]:
         if not (source / manifest).is_file():
@@ -87,7 +89,28 @@ def pack(source: str | Path, out: str | Path, feature_dim: int, shard_mb: float 
         if missing:
             raise ValueError(f"pack: {source / manifest} lists {missing[0]!r}, which manifest.csv does not")
         packed = rows.assign(offset=rows["file_path"].map(offset_of), file_path=rows["file_path"].map(shard_of))
+        if stats_row_of:
+            packed[STATS_ROW] = rows["file_path"].map(stats_row_of)
         content = packed.to_csv(index=False).encode()
         write_bytes(content, out / manifest)
         record_validated(out, manifest, manifest_key(content, feature_dim), len(packed), by="pack")
     return {"clips": len(table), "shards": len(rows_per_shard), "frames": int(table["length"].sum())}
+
+
+def pack_statistics(source: Path, out: Path, table: pd.DataFrame, feature_dim: int) -> dict[str, int]:
+    """Carry the statistics that ``features.normalization=dataset`` needs into the packed folder: the training
+    split's ``normalization.npz`` as it is, and every clip's (2, feature_dim) statistics as one array
+    ``clip_stats.npy`` of shape (clips, 2, feature_dim) in ``manifest.csv``'s order. Returns ``{file_path: row of
+    clip_stats.npy}``, empty where the source folder has no clip statistics (made before prepare wrote them)."""
+    if (source / NORMALIZATION_FILE).is_file():
+        content = (source / NORMALIZATION_FILE).read_bytes()
+        write_bytes(content, out / NORMALIZATION_FILE)
+    files = [source / stats_path(path) for path in table["file_path"]]
+    if not all(file.is_file() for file in files):
+        log.warning("%s has no clip statistics for every clip: the packed folder serves per_file inputs only", source)
+        return {}
+    stats = np.stack([np.load(file) for file in files]).astype(np.float32)
+    if stats.shape[1:] != (2, feature_dim) or not np.isfinite(stats).all():
+        raise ValueError(f"pack: {source}'s clip statistics are not finite (2, {feature_dim}) arrays; re-run prepare")
+    atomic_write(out / CLIP_STATS_FILE, lambda handle: np.save(handle, stats))
+    return {path: row for row, path in enumerate(table["file_path"])}
