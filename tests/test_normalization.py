@@ -262,7 +262,7 @@ def test_pretraining_on_several_corpora_records_the_pooled_normalisation(tmp_pat
     cfg = make_config(
         *TINY,
         "dataset=sources",
-        f"+dataset.sources={{a: {{root: {tmp_path / 'a'}, weight: null}}, b: {{root: {tmp_path / 'b'}, weight: 2}}}}",
+        f"+dataset.sources={{a: {{root: {tmp_path / 'a'}, weight: 1}}, b: {{root: {tmp_path / 'b'}, weight: 2}}}}",
         "features.normalization=dataset",
         "trainer.max_steps=2",
         "trainer.batch_size=2",
