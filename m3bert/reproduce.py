@@ -30,6 +30,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from m3bert.common.errors import UserError, reports_errors, user_message
+
 log = logging.getLogger("m3bert.reproduce")
 
 STAGES = ("prepare", "pretrain", "finetune", "report")
@@ -39,7 +41,8 @@ MODES = ("frozen", "finetune", "scratch", "baseline")
 @dataclass(frozen=True)
 class Scale:
     folder: str  # under the experiments folder
-    datasets: tuple[str, ...]  # conf/dataset options to prepare
+    corpora: tuple[str, ...]  # conf/dataset options that pre-training reads (prepared by the prepare stage)
+    task_data: tuple[str, ...]  # conf/dataset options that fine-tuning reads (prepared by the prepare stage)
     pretrain: tuple[str, ...]  # overrides of the pre-training job
     finetune: tuple[str, ...]  # overrides every fine-tuning job starts from
     tasks: tuple[str, ...]  # the single-task runs
@@ -47,17 +50,24 @@ class Scale:
     multitask: tuple[str, ...] = ()  # overrides of the multi-task runs only (their task set, if not the recipe's)
     single: tuple[str, ...] = ()  # overrides of the single-task runs only (their budget)
 
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        """Every dataset the prepare stage prepares, each once."""
+        return tuple(dict.fromkeys((*self.corpora, *self.task_data)))
+
 
 SCALES = {
     "paper": Scale(
         "paper",
-        ("msd", "music4all", "mtg_jamendo", "fma", "gtzan", "mtg_jamendo_moodtheme", "ballroom", "deam", "rwc"),
+        ("msd", "music4all", "mtg_jamendo", "fma"),
+        ("gtzan", "mtg_jamendo_moodtheme", "ballroom", "deam", "rwc"),
         ("+experiment=pretrain_paper",),
         ("+experiment=finetune_mtl",),
         ("gtzan", "mtg_moodtheme", "ballroom", "deam", "rwc"),
     ),
     "demo": Scale(
         "paper_demo",
+        ("demo",),
         ("demo",),
         ("+experiment=pretrain_demo",),
         ("+experiment=finetune_demo",),
@@ -144,10 +154,17 @@ def is_prepared(prepare_cfg) -> bool:
     return (Path(prepare_cfg.out) / "train.csv").is_file()
 
 
-def missing_datasets(scale: Scale, stages: Sequence[str]) -> list[str]:
-    """What is missing before the selected stages can run, one line per dataset with where to put it."""
+def missing_datasets(scale: Scale, stages: Sequence[str], pretrained: bool = False) -> list[str]:
+    """What is missing before the selected stages can run, one entry per dataset with where to put it: the audio
+    of every dataset with the prepare stage, else the prepared folders the other stages read (the pre-training
+    corpora only while pre-training is still to run: ``pretrained`` says it finished)."""
+    if "prepare" in stages:
+        wanted = scale.datasets
+    else:
+        wanted = (*(scale.corpora if "pretrain" in stages and not pretrained else ()),)
+        wanted += scale.task_data if "finetune" in stages else ()
     lines = []
-    for name in scale.datasets:
+    for name in dict.fromkeys(wanted):
         cfg = compose("prepare", [f"dataset={name}"])
         if is_prepared(cfg):
             continue
@@ -160,7 +177,7 @@ def missing_datasets(scale: Scale, stages: Sequence[str]) -> list[str]:
                 f"{name}: put its audio, as distributed, in {audio} (M3BERT_AUDIO sets the parent folder; "
                 f"see conf/dataset/{name}.yaml)"
             )
-        elif {"pretrain", "finetune"} & set(stages):
+        else:
             lines.append(
                 f"{name}: no prepared features in {cfg.out}; add the prepare stage or run python -m "
                 f"m3bert.prepare dataset={name}"
@@ -250,24 +267,32 @@ def main(argv: Sequence[str] | None = None) -> dict[str, list[Job]]:
     for arg in argv:
         key, sep, value = arg.partition("=")
         if not sep or key not in OPTIONS:
-            raise SystemExit(f"unknown argument {arg!r}: options are {', '.join(f'{o}=...' for o in OPTIONS)}")
+            raise UserError(f"unknown argument {arg!r}: options are {', '.join(f'{o}=...' for o in OPTIONS)}")
         options[key] = value
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s", datefmt="%H:%M:%S")
     name = options.get("scale") or "paper"
     if name not in SCALES:
-        raise SystemExit(f"scale={name}: choose one of {', '.join(SCALES)}")
+        raise UserError(f"scale={name}: choose one of {', '.join(SCALES)}")
     scale = SCALES[name]
     stages = [s for s in (options.get("stages") or ",".join(STAGES)).split(",") if s]
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
-        raise SystemExit(f"stages={options['stages']}: unknown {unknown}; stages are {', '.join(STAGES)}")
-    seeds = [int(s) for s in (options.get("seeds") or "0,1,2").split(",") if s]
+        raise UserError(f"stages={options['stages']}: unknown {unknown}; stages are {', '.join(STAGES)}")
+    try:
+        seeds = [int(s) for s in (options.get("seeds") or "0,1,2").split(",") if s]
+    except ValueError:
+        raise UserError(f"seeds={options['seeds']}: give whole numbers separated by commas, e.g. seeds=0,1,2") from None
     extra = shlex.split(options.get("extra") or "")
     dry_run = (options.get("dry_run") or "").lower() in ("1", "true", "yes")
 
     root = Path(compose("train", []).paths.experiments_dir) / scale.folder
     jobs = plan(scale, root, seeds, extra)
-    missing = missing_datasets(scale, stages)
+    pretrained = jobs["pretrain"][0].done
+    missing = missing_datasets(scale, stages, pretrained)
+    if "finetune" in stages and "pretrain" not in stages and not pretrained:
+        missing.append(
+            f"pretrain: no finished pre-training run in {jobs['pretrain'][0].folder}; add the pretrain stage"
+        )
     if dry_run:
         for stage in stages:
             for job in jobs[stage]:
@@ -276,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, list[Job]]:
             print(f"# missing: {line}")
         return jobs
     if missing:
-        raise SystemExit("Missing datasets; nothing has run:\n  " + "\n  ".join(missing))
+        raise UserError(f"nothing has run, {len(missing)} missing: " + "; ".join(missing))
     started = time.perf_counter()
     timings = Timings(root / "timings.json")
     total = sum(len(jobs[s]) for s in stages)
@@ -286,7 +311,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, list[Job]]:
             done += 1
             log.info("[%d/%d] %s", done, total, job.command)
             done_before, job_started = job.done, time.perf_counter()
-            run_job(job)
+            try:
+                run_job(job)
+            except Exception as err:  # bad input inside a job: one line that names the job; bugs keep a traceback
+                message = user_message(err)
+                if message is None:
+                    raise
+                raise UserError(
+                    f"{message} (job {done}/{total}: {job.command}; fix it and rerun: finished jobs are skipped)"
+                ) from err
             timings.add(stage, job.command, time.perf_counter() - job_started, done_before)
     log.info(
         "reproduce-paper (scale=%s, stages %s) took %.1f min in this invocation",
@@ -324,4 +357,4 @@ class Timings:
 
 
 if __name__ == "__main__":
-    main()
+    reports_errors(main)()

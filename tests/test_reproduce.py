@@ -2,12 +2,14 @@
 
 import os
 import subprocess
+import sys
 
 import pandas as pd
 import pytest
 from conftest import ROOT, TINY, write_task_data
 
 from m3bert import reproduce
+from m3bert.common.errors import UserError
 from m3bert.training import records
 
 
@@ -37,13 +39,36 @@ def test_missing_datasets_are_listed_before_anything_runs(tmp_path, monkeypatch)
     monkeypatch.setenv("M3BERT_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("M3BERT_AUDIO", str(tmp_path / "audio"))
     monkeypatch.setenv("M3BERT_EXPERIMENTS", str(tmp_path / "experiments"))
-    with pytest.raises(SystemExit) as err:
+    with pytest.raises(UserError) as err:
         reproduce.main([])
     message = str(err.value)
     assert message.count("put its audio") == 9 and str(tmp_path / "audio" / "rwc") in message
     assert not (tmp_path / "experiments").exists()
-    with pytest.raises(SystemExit, match="gtzan: no prepared features"):
+    with pytest.raises(UserError, match="gtzan: no prepared features"):
         reproduce.main(["stages=finetune"])
+
+
+def test_later_stages_ask_only_for_what_they_read(tmp_path, monkeypatch):
+    monkeypatch.setenv("M3BERT_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("M3BERT_EXPERIMENTS", str(tmp_path / "experiments"))
+    for name, kind, label in (("gtzan", "multiclass", "genre"), ("deam", "regression", ["valence", "arousal"])):
+        write_task_data(tmp_path / "data" / name, kind, label, clips=4)
+    paper = reproduce.SCALES["paper"]
+    needed = reproduce.missing_datasets(paper, ["finetune"], pretrained=True)
+    assert [line.split(":")[0] for line in needed] == ["mtg_jamendo_moodtheme", "ballroom", "rwc"]
+    assert len(reproduce.missing_datasets(paper, ["pretrain", "finetune"], pretrained=False)) == 7
+    assert reproduce.missing_datasets(paper, ["report"]) == []
+    # Fine-tuning without a finished pre-training run is refused up front, naming the stage to add.
+    with pytest.raises(UserError, match="pretrain: no finished pre-training run"):
+        reproduce.main(["stages=finetune,report"])
+
+
+def test_reproduce_errors_are_one_line_with_exit_status_2():
+    done = subprocess.run(
+        [sys.executable, "-m", "m3bert.reproduce", "scale=nope"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == "m3bert.reproduce: error: scale=nope: choose one of paper, demo"
 
 
 def test_timings_add_up_over_invocations_and_keep_a_skipped_jobs_first_time(tmp_path):
@@ -67,7 +92,7 @@ def test_pipeline_on_a_tiny_scale_runs_resumes_and_reports(tmp_path, monkeypatch
     monkeypatch.setenv("M3BERT_DATA", str(data))
     monkeypatch.setenv("M3BERT_EXPERIMENTS", str(tmp_path / "experiments"))
     tiny = reproduce.Scale(
-        "tiny", (), ("+experiment=smoke",), ("+experiment=finetune_mtl",), ("gtzan",),
+        "tiny", (), (), ("+experiment=smoke",), ("+experiment=finetune_mtl",), ("gtzan",),
         multitask=("tasks=[gtzan,deam]",),
     )  # fmt: skip
     monkeypatch.setitem(reproduce.SCALES, "tiny", tiny)
