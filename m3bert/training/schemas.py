@@ -87,6 +87,7 @@ def check_train_config(cfg: DictConfig) -> None:
         ConfigError: naming the first bad key as on the command line, its value and the valid range.
     """
     check_config(cfg, TRAIN_RULES)
+    check_encoder_source(cfg)
     try:
         if cfg.get("model") is not None:
             M3BERTConfig(**OmegaConf.to_container(cfg.model, resolve=True))
@@ -98,6 +99,22 @@ def check_train_config(cfg: DictConfig) -> None:
         raise
     except ValueError as err:
         raise ConfigError(str(err)) from err
+
+
+def check_encoder_source(cfg: DictConfig) -> None:
+    """A run that loads a pre-trained encoder (fine-tuning ``encoder.mode=frozen|finetune``, probing) names one,
+    before any folder is made or data read."""
+    encoder = cfg.get("encoder")
+    if encoder is None or encoder.get("checkpoint") is not None:
+        return
+    probing = "probing" in str(OmegaConf.select(cfg, "stage._target_", default="") or "")
+    uses_encoder = "encoder" in (cfg.get("objective") or {})
+    if probing or (uses_encoder and encoder.get("mode") in ("frozen", "finetune")):
+        what = "probing" if probing else f"encoder.mode={encoder.mode}"
+        raise ConfigError(
+            f"encoder.checkpoint: {what} needs a pre-trained encoder; set encoder.checkpoint=<pre-training run "
+            "folder, exported model folder or .pt file>, or train without one with encoder.mode=scratch|baseline"
+        )
 
 
 @dataclass
