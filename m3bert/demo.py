@@ -26,7 +26,6 @@ from pathlib import Path
 import pandas as pd
 from hydra import compose, initialize_config_dir
 
-import m3bert.training.schemas  # noqa: F401  (registers the typed schemas)
 from m3bert.common.configs import config_dir
 from m3bert.common.errors import reports_errors
 from m3bert.common.files import write_csv, write_json, write_text
@@ -38,6 +37,7 @@ from m3bert.report import markdown_table
 from m3bert.tasks.clip_probe import FEATURES_BASELINE, clip_probe, feature_statistics, verdict
 from m3bert.train import run
 from m3bert.training import records
+from m3bert.training.schemas import check_train_config  # (importing it registers the typed schemas)
 
 log = logging.getLogger("m3bert.demo")
 MODES = ("frozen", "finetune", "scratch", "baseline")
@@ -83,10 +83,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     corpus = "demo_small" if args.quick else "demo"
     budget = ["+demo=quick"] if args.quick else []
     prepared = compose_config("prepare", [f"dataset={corpus}"])
+    pretrain_cfg = compose_config("train", ["+experiment=pretrain_demo", f"dataset={corpus}", *budget, *args.overrides])
+    check_train_config(pretrain_cfg)  # the user's overrides are checked before the corpus is built
     log.info("Step 1/4: corpus and features (%s)", prepared.out)
     prepare(prepared)
 
-    pretrain_cfg = compose_config("train", ["+experiment=pretrain_demo", f"dataset={corpus}", *budget, *args.overrides])
     root = Path(pretrain_cfg.paths.experiments_dir) / ("demo_quick" if args.quick else "demo")
     changed = records.recipe_changes(records.read(root / "pretrain"), pretrain_cfg)
     if changed:  # everything in root comes from that run

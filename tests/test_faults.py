@@ -474,7 +474,7 @@ def test_a_missing_task_folder_names_the_prepare_command(tmp_path):
     assert_one_line_error(
         done, "mtg_jamendo_moodtheme/train.csv", "python -m m3bert.prepare dataset=mtg_jamendo_moodtheme"
     )
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("run.json"))
+    assert list((tmp_path / "runs").iterdir()) == []
 
 
 def test_a_traceback_when_asked_for(tmp_path):
@@ -556,3 +556,12 @@ def test_kill_9_then_resume_is_bitwise_an_uninterrupted_run(straight, tmp_path, 
     run(make_config(*overrides), tmp_path / "run")
     assert not list((tmp_path / "run").rglob("*.tmp"))
     assert_same_run(tmp_path / "run", straight)
+
+
+def test_the_demo_checks_its_overrides_before_building_anything(tmp_path):
+    env = {name: str(tmp_path / folder) for name, folder in (("M3BERT_DATA", "data"), ("M3BERT_EXPERIMENTS", "runs"))}
+    done = cli("m3bert.demo", "--quick", "trainer.max_stepz=3", env=env)
+    assert_one_line_error(done, "trainer.max_stepz: no such config key")
+    done = cli("m3bert.demo", "--quick", "trainer.batch_size=0", env=env)
+    assert_one_line_error(done, "trainer.batch_size=0")
+    assert list(tmp_path.iterdir()) == []

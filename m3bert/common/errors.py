@@ -67,6 +67,9 @@ def user_message(err: BaseException) -> str | None:
 
     if isinstance(err, InstantiationException) and err.__cause__ is not None:
         return user_message(err.__cause__)  # what the built object raised (instantiate wraps it)
+    composition = composition_message(err)  # a config composed in code (demo, reproduce) from the user's overrides
+    if composition is not None:
+        return composition
     if isinstance(err, MissingMandatoryValue):
         key = err.full_key or "a required key"
         message = f"{key}: no value given; set {key}=... on the command line"
@@ -128,10 +131,10 @@ def composition_message(err: BaseException) -> str | None:
         key = re.search(r"Could not override '([^']+)'", text)
         if key:
             name = key.group(1)
-            return (
-                f"{name}: no such config key ({reason}); check the spelling, add a new key with +{name}=..., or "
-                f"replace a whole mapping with '~{name}' '+{name}={{...}}'"
-            )
+            message = f"{name}: no such config key ({reason}); check the spelling, or add a new key with +{name}=..."
+            if re.search(rf"use \+{re.escape(name)}=\{{", str(err)):  # a mapping given for a mapping: merged, not set
+                message += f"; to replace a whole mapping, write '~{name}' '+{name}={{...}}'"
+            return message
         merging = re.search(r"Error merging override (\S+)", text)
         if merging:
             return f"{merging.group(1)}: {reason or 'the value does not fit the key'}; give a value of the key's type"

@@ -23,6 +23,7 @@ command skips or resumes its jobs) and the swept keys, which always go into the 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -278,9 +279,12 @@ def holds_work(run_dir: str | Path) -> bool:
 def discard_if_idle(run_dir: str | Path) -> bool:
     """Remove the folder of a run that failed before making anything (nothing of :data:`WORK` in it), so that no
     stub is left behind; returns whether it did."""
-    if any((Path(run_dir) / name).exists() for name in WORK):
+    run_dir = Path(run_dir)
+    if any((run_dir / name).exists() for name in WORK):
         return False
     shutil.rmtree(run_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):  # the recipe's folder Hydra made for it, if nothing else is in it
+        run_dir.parent.rmdir()
     return True
 
 
