@@ -385,8 +385,13 @@ def test_train_values_out_of_range_name_the_key(override):
 
 
 def test_the_recipes_pass_the_checks():
-    for name in ("smoke", "pretrain_msd", "finetune_mtl", "probe"):
+    for name in ("smoke", "pretrain_msd"):
         check_train_config(make_config(f"+experiment={name}"))
+    for name in ("finetune_mtl", "probe"):  # they load a pre-trained encoder: it must be named
+        check_train_config(make_config(f"+experiment={name}", "encoder.checkpoint=experiments/pretrain_msd"))
+        with pytest.raises(ConfigError, match="encoder.checkpoint: .* needs a pre-trained encoder"):
+            check_train_config(make_config(f"+experiment={name}"))
+    check_train_config(make_config("+experiment=finetune_mtl", "encoder.mode=baseline"))
 
 
 @pytest.mark.parametrize("override", ["clip.seconds=0", "clip.seconds=-5", "split.fractions=[0.9,0.2,0.1]"])
