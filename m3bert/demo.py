@@ -30,11 +30,11 @@ import m3bert.training.schemas  # noqa: F401  (registers the typed schemas)
 from m3bert.common.configs import config_dir
 from m3bert.common.errors import reports_errors
 from m3bert.common.files import write_csv, write_json, write_text
+from m3bert.common.tables import markdown_table
 from m3bert.data import read_manifest
 from m3bert.export import export
 from m3bert.extract import OtherSettings, assign_ids, extract, find_inputs
 from m3bert.prepare import prepare
-from m3bert.report import markdown_table
 from m3bert.tasks.clip_probe import FEATURES_BASELINE, clip_probe, feature_statistics, verdict
 from m3bert.train import run
 from m3bert.training import records

@@ -199,7 +199,8 @@ def write_paper_tables(root: Path, out: Path) -> pd.DataFrame:
     """``paper_tables.md``: each task's primary test metric by encoder mode (multi-task runs) and multi-task vs
     single-task (frozen encoder), as mean ± std (n) over seeds, from the report's ``results.csv``."""
     from m3bert.common.files import write_text
-    from m3bert.report import format_mean_std, markdown_table, mean_std
+    from m3bert.common.stats import format_mean_std, mean_std
+    from m3bert.common.tables import markdown_table
 
     results = pd.read_csv(out / "results.csv")
     tuned = results[(results["stage"] == "finetune") & results["metric"].str.contains("/test/")]

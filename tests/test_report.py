@@ -12,6 +12,7 @@ import pytest
 from conftest import TINY, make_config, task_overrides, write_task_data
 
 from m3bert import report
+from m3bert.common.errors import UserError
 from m3bert.train import run
 from m3bert.training import records
 
@@ -59,13 +60,13 @@ def test_run_record_says_what_a_comparison_needs(smoke_sweep):
 def test_report_of_a_two_by_two_sweep(smoke_sweep, tmp_path):
     report.main([str(smoke_sweep), f"out={tmp_path}"])
     text = (tmp_path / "report.md").read_text()
-    assert "| masking.ratio | val/loss |" in text  # seed aggregated away; the interpolated copy isn't a column
+    assert "| masking.ratio | runs | val/loss |" in text  # seed aggregated away; the interpolated copy isn't a column
     csv = pd.read_csv(tmp_path / "results.csv")
     assert len(csv) == 4 and set(csv["metric"]) == {"val/loss"} and list(csv.columns[:3]) == ["stage", "run", "seed"]
     for ratio in (0.1, 0.3):
         values = csv.loc[csv["masking.ratio"] == ratio, "value"]
         mean, std = values.mean(), values.std()  # pandas: the sample std, as the report
-        assert f"| 0.{int(ratio * 10)}00 | {mean:.3f} ± {std:.3f} (2) |" in text
+        assert f"| {ratio} | 2 | {mean:#.3g} ± {std:#.3g} (2) |" in text  # as configured; 3 significant digits
     assert (tmp_path / "figures/pretrain_vs_masking.ratio.png").stat().st_size > 5000
     assert (tmp_path / "figures/pretrain_loss.png").is_file()
     assert "![pretrain_vs_masking.ratio](figures/pretrain_vs_masking.ratio.png)" in text
@@ -259,8 +260,8 @@ def test_report_from_wandb_runs_and_the_published_report(finetune_run, smoke_swe
     assert remote.stage == "finetune" and remote.metrics["gtzan/test/accuracy"] == local.metrics["gtzan/test/accuracy"]
     comparisons = report.write_report(runs, tmp_path)
     assert comparisons[0].metrics == ["gtzan/test/accuracy", "test/score"]
-    assert "| gtzan/test/accuracy | test/score |" in (tmp_path / "report.md").read_text()
-    with pytest.raises(LookupError, match="no runs in group nope"):
+    assert "| runs | gtzan/test/accuracy | test/score |" in (tmp_path / "report.md").read_text()
+    with pytest.raises(UserError, match="no runs in group nope"):
         report.wandb_runs("me/m3bert", group="nope", api=api)
 
     saved = []

@@ -21,10 +21,10 @@ from tqdm import tqdm
 
 from m3bert.common.figures import save_figure
 from m3bert.common.files import atomic_write, write_csv, write_json, write_text
+from m3bert.common.tables import markdown_table
 from m3bert.data import collate
 from m3bert.inference.pretrained import load_pretrained
 from m3bert.models.encoder import padding_mask
-from m3bert.report import markdown_table
 from m3bert.tasks.heads import make_head, task_loss, task_metrics
 from m3bert.tasks.task import Task, TaskDataset, resolve_task
 from m3bert.training.loggers import open_logger
