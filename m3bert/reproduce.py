@@ -34,6 +34,7 @@ log = logging.getLogger("m3bert.reproduce")
 
 STAGES = ("prepare", "pretrain", "finetune", "report")
 MODES = ("frozen", "finetune", "scratch", "baseline")
+BASELINE = "encoder.mode=baseline"  # the report's reference row: the heads on the raw features, no encoder
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,8 @@ def plan(scale: Scale, root: Path, seeds: Sequence[int], extra: Sequence[str] = 
                 *extra,
             ]  # fmt: skip
             jobs["finetune"].append(Job("finetune", overrides, root / "single" / f"{task}_seed{seed}"))
-    jobs["report"] = [Job("report", [str(root), f"out={root / 'report'}"])]
+    # Every mode's difference to the raw-feature baseline, tested over the seeds (the paper's claim is about it).
+    jobs["report"] = [Job("report", [str(root), f"out={root / 'report'}", f"reference={BASELINE}"])]
     return jobs
 
 
