@@ -553,3 +553,22 @@ def test_a_missing_wandb_login_is_one_line(tmp_path, capsys, monkeypatch):
     err = run_cli([f"out={tmp_path}", "wandb=me/m3bert"], capsys)
     assert "wandb=me/m3bert: W&B refused the connection (api_key not configured" in err
     assert "run wandb login or set WANDB_API_KEY" in err
+
+
+def test_a_report_regenerates_from_its_results_csv(tmp_path):
+    lr_by_masking_runs(tmp_path / "runs")
+    report.main([str(tmp_path / "runs"), f"out={tmp_path / 'first'}"])
+    report.main([str(tmp_path / "first/results.csv"), f"out={tmp_path / 'again'}"])
+    table = lambda out: [x for x in (tmp_path / out / "report.md").read_text().splitlines() if x.startswith("| ")]  # noqa: E731
+    assert table("again") == table("first") and len(table("again")) == 2 + 4
+    # An older report's csv, where pandas wrote an int column with gaps as floats: read back as the ints they were.
+    old = "stage,run,seed,model.num_layers,optimizer.lr,metric,value\n"
+    old += "pretrain,a,0,4.0,0.0005,val/loss,0.2\npretrain,b,0,,0.001,val/loss,0.3\n"
+    old += "pretrain,c,1,2.0,0.0005,val/loss,0.25\n"
+    (tmp_path / "old.csv").write_text(old)
+    (pretrain,) = report.main([str(tmp_path / "old.csv"), f"out={tmp_path / 'old'}"])
+    assert [row.cells for row in pretrain.rows()] == [
+        {"model.num_layers": "4", "optimizer.lr": "5e-4"},
+        {"model.num_layers": "–", "optimizer.lr": "1e-3"},
+        {"model.num_layers": "2", "optimizer.lr": "5e-4"},
+    ]

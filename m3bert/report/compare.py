@@ -9,6 +9,7 @@ the difference and Welch's t-test (:mod:`m3bert.common.stats`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,7 +62,8 @@ def drop_copies(columns: dict[str, list]) -> tuple[dict[str, list], dict[str, li
 
 
 def default_metrics(runs: Sequence[Run], stage: str) -> list[str]:
-    """Each task's ``<task>/test/<primary>`` (from the configs' task types) and the stage's headline metrics; a
+    """Each task's ``<task>/test/<primary>`` (from the configs' task types, else every ``<task>/test/<m>`` whose
+    ``m`` is a primary metric's name) and the stage's headline metrics; a
     stage the report has no defaults for (``evaluate``) shows every test metric its runs have (``test/...``,
     ``<task>/test/...``)."""
     from m3bert.tasks.task import PRIMARY_METRICS
@@ -75,6 +77,10 @@ def default_metrics(runs: Sequence[Run], stage: str) -> list[str]:
             kind = spec.get("type") if isinstance(spec, dict) else None
             if kind in PRIMARY_METRICS:
                 names[f"{task}/test/{PRIMARY_METRICS[kind]}"] = None
+    if not names:  # configs without task types (runs read from a results.csv): the primaries by their names
+        primaries = set(PRIMARY_METRICS.values())
+        names.update(dict.fromkeys(sorted(k for k in present if k.count("/") == 2 and k.split("/")[1:] in
+                                          [["test", p] for p in primaries])))  # fmt: skip
     names.update(dict.fromkeys(DEFAULT_METRICS[stage]))
     return [name for name in names if name in present]
 
@@ -202,9 +208,15 @@ class StageComparison:
                 out.append(
                     {**row.cells, "metric": metric, "mean ± std (n)": format_mean_std(*mean_std(sample)),
                      "reference": format_mean_std(*mean_std(base)), "difference": f"{test.difference:+#.3g}",
-                     "p (Welch)": ABSENT if test.p is None else significant(test.p, 2), "holds at 5 %": test.verdict()}
+                     "p (Welch)": _p_value(test.p), "holds at 5 %": test.verdict()}
                 )  # fmt: skip
         return pd.DataFrame(out, columns=columns)
+
+
+def _p_value(p: float | None) -> str:
+    if p is None:
+        return ABSENT
+    return "– (no spread)" if math.isnan(p) else significant(p, 2)
 
 
 def _raw(value: Any) -> Any:

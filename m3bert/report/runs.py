@@ -90,11 +90,15 @@ def find_runs(inputs: Sequence[str]) -> list[Run]:
     if not inputs:
         raise UserError("no INPUT given: name run folders, multirun folders or globs (see --help)")
     folders: dict[Path, None] = {}
+    tables: list[Path] = []
     for item in inputs:
         paths = [Path(p) for p in sorted(glob.glob(item, recursive=True))] or [Path(item)]
         found = []
         for path in paths:
-            if path.is_file() and path.name == records.RECORD:
+            if path.is_file() and path.suffix == ".csv":
+                tables.append(path)
+                found.append(path)
+            elif path.is_file() and path.name == records.RECORD:
                 found.append(path.parent)
             elif path.is_dir():
                 found.extend(sorted(p.parent for p in path.rglob(records.RECORD) if "wandb" not in p.parts))
@@ -102,7 +106,60 @@ def find_runs(inputs: Sequence[str]) -> list[Run]:
             problem = "does not exist" if not any(p.exists() for p in paths) else f"holds no run ({records.RECORD})"
             raise FileNotFoundError(
                 f"{item}: {problem}; INPUT must be a run folder (one with {records.RECORD}, written by python -m "
-                "m3bert.train), a folder with runs below it, or a glob of those"
+                "m3bert.train), a folder with runs below it, a report's results.csv, or a glob of those"
             )
-        folders.update(dict.fromkeys(p.resolve() for p in found))
-    return [load_run(folder) for folder in folders]
+        folders.update(dict.fromkeys(p.resolve() for p in found if p not in tables))
+    return [load_run(folder) for folder in folders] + [run for table in tables for run in runs_from_results(table)]
+
+
+def runs_from_results(path: Path) -> list[Run]:
+    """The finished runs of a report's ``results.csv`` (one row per run and metric), so a report can be
+    regenerated where the run folders are gone (``docs/results``). Each run's config holds the keys the table
+    kept (the differing ones), a run's empty cell meaning the run lacked the key; no loss curves, no provenance
+    (the csv has neither). Cells read back as written: ``5e-4`` a float, ``4`` an int, ``rotary`` a string. A
+    column of whole numbers written as ``32.0`` (older reports, where pandas turned an int column with gaps into
+    floats) reads as ints."""
+    import pandas as pd
+
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    needed = {"stage", "run", "metric", "value"}
+    if not needed <= set(table.columns):
+        raise UserError(
+            f"{path}: not a report's results.csv (it lacks {', '.join(sorted(needed - set(table.columns)))})"
+        )
+    keys = [c for c in table.columns if c not in ("stage", "run", "seed", "metric", "value")]
+    whole = {k for k in keys if any(table[k]) and all(_whole(v) for v in table[k] if v)}
+    out = []
+    for (stage, name), part in table.groupby(["stage", "run"], sort=False):
+        first = part.iloc[0]
+        config: dict[str, Any] = {"seed": _cell(first.get("seed", ""))}
+        for key in keys:
+            *parents, leaf = key.split(".")
+            node = config
+            for section in parents:  # a run that lacks a key still has its sections (model, without model.positions)
+                node = node.setdefault(section, {})
+            if first[key]:
+                node[leaf] = int(float(first[key])) if key in whole else _cell(first[key])
+        metrics = {row.metric: float(row.value) for row in part.itertuples() if row.value}
+        out.append(Run(name=name, status="finished", stage=stage, config=config, metrics=metrics))
+    return out
+
+
+def _whole(text: str) -> bool:
+    try:
+        return float(text).is_integer() and "e" not in text.lower()
+    except ValueError:
+        return False
+
+
+def _cell(text: str) -> Any:
+    """A csv cell as the value it stands for: int, float, bool, None, or the string itself."""
+    special = {"true": True, "false": False, "null": None, "": None}
+    if text in special:
+        return special[text]
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
