@@ -73,7 +73,8 @@ def default_metrics(runs: Sequence[Run], stage: str) -> list[str]:
         return sorted(k for k in present if k.startswith("test/") or "/test/" in k)
     names: dict[str, None] = {}
     for run in runs:
-        for task, spec in (run.config.get("tasks") or {}).items():
+        tasks = run.config.get("tasks")
+        for task, spec in (tasks if isinstance(tasks, dict) else {}).items():  # a results.csv has the mix's name
             kind = spec.get("type") if isinstance(spec, dict) else None
             if kind in PRIMARY_METRICS:
                 names[f"{task}/test/{PRIMARY_METRICS[kind]}"] = None

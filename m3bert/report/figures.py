@@ -11,6 +11,8 @@ from pathlib import Path
 from m3bert.common.stats import mean_std
 from m3bert.report.compare import Row, StageComparison
 
+MAX_SWEPT = 2  # numeric keys that get a metric-against-value figure each
+
 
 def _numeric(values: Sequence) -> bool:
     present = [v for v in values if v is not None]
@@ -127,8 +129,11 @@ def figures(comparison: StageComparison, folder: Path) -> list[Path]:
     rows = comparison.rows()
     metrics = [m for m in comparison.metrics if any(comparison.samples(row, m) for row in rows)]
     numeric = numeric_keys(comparison)
-    made = {f"{comparison.stage}_vs_{key}": _versus(comparison, key, metrics, rows, plt) for key in numeric if metrics}
-    if metrics and (len(numeric) < len(comparison.keys) or not numeric):
+    # A metric against a key's values reads as a curve for a sweep of one or two keys; with more numeric keys the
+    # runs are an ablation (each row changes something else) and the per-configuration plot says it better.
+    swept = numeric if len(numeric) <= MAX_SWEPT else []
+    made = {f"{comparison.stage}_vs_{key}": _versus(comparison, key, metrics, rows, plt) for key in swept if metrics}
+    if metrics and (len(swept) < len(comparison.keys) or not swept):
         made[f"{comparison.stage}_bars"] = _dots(comparison, metrics, rows, plt)
     made[f"{comparison.stage}_loss"] = _losses(comparison, plt)
     for name, fig in made.items():
