@@ -536,6 +536,9 @@ def test_bad_input_is_one_line_and_status_2(tmp_path, capsys, monkeypatch):
     assert "empty: holds no run" in run_cli([str(tmp_path / "empty"), out], capsys)
     assert "unknown argument 'metric=val/loss': options are out=..." in run_cli([runs, out, "metric=val/loss"], capsys)
     assert "out=DIR is required" in run_cli([runs], capsys)
+    (tmp_path / "seed=0").mkdir()  # a run folder named like an option is an input, as is a glob of such folders
+    monkeypatch.chdir(tmp_path)
+    assert report.parse_args(["seed=0", "seed=*", "out=x"]) == (["seed=0", "seed=*"], {"out": "x"})
     assert "reference=encoder.mode=baseline: no configuration" in run_cli(
         [runs, out, "reference=encoder.mode=baseline"], capsys
     )

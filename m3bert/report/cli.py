@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import re
@@ -24,13 +25,13 @@ _OPTION_LIKE = re.compile(r"^[A-Za-z_]+$")  # a bare word before '=': an option,
 
 def parse_args(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     """Inputs and ``key=value`` options. Only the keys in OPTIONS are options (run folders contain '='); an
-    argument that looks like an option (``word=...``) but is none and names no file is an error."""
+    argument that looks like an option (``word=...``) but is none and matches no file is an error."""
     inputs, options = [], {}
     for arg in argv:
         key, sep, value = arg.partition("=")
         if sep and key in OPTIONS:
             options[key] = value
-        elif sep and _OPTION_LIKE.match(key) and not Path(arg).exists():
+        elif sep and _OPTION_LIKE.match(key) and not glob.glob(arg):  # not a folder (seed=0) nor a glob (seed=*)
             raise UserError(f"unknown argument {arg!r}: options are {', '.join(f'{o}=...' for o in OPTIONS)}")
         else:
             inputs.append(arg)
