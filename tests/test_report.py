@@ -216,6 +216,7 @@ def test_probe_run_has_its_own_wandb_record(tmp_path, pretrained):
     entries = wandb_records(file)
     (meta,) = [e.run for e in entries if e.WhichOneof("record_type") == "run"][:1]
     assert meta.job_type == "probe" and meta.run_group == "probe"
+    assert {"precision": "fp32", "device": "cpu"}.items() <= records.read(folder)["environment"].items()
     logged = {u.key: json.loads(u.value_json) for e in entries if e.HasField("summary") for u in e.summary.update}
     assert logged["gtzan/test/accuracy"] == pytest.approx(summary["test"]["gtzan/test/accuracy"])
     assert logged["best/gtzan/layer"] == summary["best"]["gtzan/layer"]

@@ -156,7 +156,8 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
         best[f"{name}/layer"] = row["layer"] if isinstance(row["layer"], str) else int(row["layer"])
         metrics = [c for c in part.columns if c not in ("task", "layer", "lr") and not c.startswith("valid_")]
         test.update({f"{name}/test/{c}": float(row[c]) for c in metrics if pd.notna(row[c])})
-    summary = {"name": cfg.name, "probes": rows, "best": best, "test": test}
+    # Probes run on the CPU without autocast: the record's environment says so, as the trainer's summary does.
+    summary = {"name": cfg.name, "probes": rows, "best": best, "test": test, "precision": "fp32", "device": "cpu"}
     write_json(summary, run_dir / "metrics.json")
     figure = _plot(table)
     try:
