@@ -446,6 +446,7 @@ def test_significance_against_the_reference_row_matches_scipy(tmp_path):
     assert table.loc[("2e-3", "0.15"), "holds at 5 %"] == "untested (n < 2: 1 vs 3)"
     text = (out / "report.md").read_text()
     assert "Against the reference row (`optimizer.lr=5e-4,masking.ratio=0.15`" in text
+    assert "Not recorded: these runs' records predate provenance" in text  # generated records: no environment
     with pytest.raises(UserError, match="names 2 rows of the finetune table"):
         report.compare(report.find_runs([str(tmp_path / "runs")]), reference={"optimizer.lr": "1e-3"})
     with pytest.raises(UserError, match="no configuration has these values"):

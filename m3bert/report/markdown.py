@@ -48,7 +48,15 @@ def _counted(values: Counter) -> str:
 
 def environment_block(runs: Sequence[Run]) -> list[str]:
     """The environment section: each provenance field's values over the runs, and the total wall time."""
-    lines = ["## Environment", "", "What produced the numbers (from each run's `run.json`; runs per value):", ""]
+    lines = ["## Environment", ""]
+    if all(environment_values(runs, name) == {UNRECORDED: len(runs)} for name in ENVIRONMENT_FIELDS):
+        return [
+            *lines,
+            "Not recorded: these runs' records predate provenance in `run.json`, or were read from a results.csv; "
+            "the title or the README says where they ran.",
+            "",
+        ]
+    lines += ["What produced the numbers (from each run's `run.json`; runs per value):", ""]
     lines += [f"- {name}: {_counted(environment_values(runs, name))}" for name in ENVIRONMENT_FIELDS]
     seconds = [run.environment["wall_time_s"] for run in runs if run.environment.get("wall_time_s") is not None]
     if seconds:
