@@ -577,3 +577,18 @@ def test_a_report_regenerates_from_its_results_csv(tmp_path):
         {"model.num_layers": "–", "optimizer.lr": "1e-3"},
         {"model.num_layers": "2", "optimizer.lr": "5e-4"},
     ]
+
+
+def test_the_command_line_reports_bad_input_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    done = subprocess.run(
+        [sys.executable, "-m", "m3bert.report", str(tmp_path / "nowhere"), f"out={tmp_path}"],
+        capture_output=True, text=True, cwd=ROOT, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("m3bert.report: error: ") and "nowhere: does not exist" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
