@@ -152,19 +152,6 @@ class StageComparison:
                         )  # fmt: skip
         return pd.DataFrame(out)
 
-    def aggregate(self) -> pd.DataFrame:
-        """One row per configuration and metric: ``row`` (its index in :meth:`rows`), the raw key values,
-        ``metric``, ``mean``, ``std``, ``n`` and the ``values`` themselves (for figures that show the spread)."""
-        out = []
-        for j, row in enumerate(self.rows()):
-            for metric in self.metrics:
-                values = self.samples(row, metric)
-                if values:
-                    mean, std, n = mean_std(values)
-                    out.append({"row": j, **row.raw, "metric": metric, "mean": mean, "std": std, "n": n,
-                                "values": values})  # fmt: skip
-        return pd.DataFrame(out, columns=["row", *self.keys, "metric", "mean", "std", "n", "values"])
-
     def table(self) -> pd.DataFrame:
         """The report's table: differing keys, the number of runs in the row, then ``mean ± std (n)`` per
         metric (significant digits as :func:`m3bert.common.tables.significant`)."""
