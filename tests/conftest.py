@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,12 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 # Small enough to run in about a second on 2 CPU cores.
 TINY = ["model=m3bert_tiny", "logger=none", "trainer.device=cpu", "trainer.num_workers=0", "trainer.progress=false"]
+
+
+def measured(value) -> bool:
+    """Whether ``value`` is what a benchmark reports for a time or a rate: a finite, non-negative number. Its size
+    is the machine's business: a test never asserts how fast anything ran."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
 
 def make_config(*overrides: str) -> DictConfig:

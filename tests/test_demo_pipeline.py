@@ -67,3 +67,39 @@ def test_quick_demo_runs_end_to_end_and_reuses_its_work(tmp_path, monkeypatch):
     assert json.loads((runs / "finetune_baseline/run.json").read_text())["status"] == "finished"
     embedded = len(list((runs / "clip_embeddings/mean_std").rglob("*.npy")))
     assert embedded == len(list((old_embeddings / "mean_std").rglob("*.npy"))) > 0
+
+
+def test_demo_recipes_pin_fp32_so_the_table_means_the_same_on_every_cpu():
+    assert make_config("+experiment=pretrain_demo").trainer.precision == "fp32"
+    assert make_config("+experiment=finetune_demo", "encoder.checkpoint=x").trainer.precision == "fp32"
+
+
+def test_demo_report_is_labelled_one_seed_and_says_what_produced_it(tmp_path):
+    root = tmp_path / "demo"
+    environment = {"precision": "fp32", "device": "cpu", "cpu": "avx512+avx512_bf16", "threads": 2}
+    for mode, score in (("frozen", 0.61), ("finetune", 0.58), ("scratch", 0.55), ("baseline", 0.62)):
+        folder = root / f"finetune_{mode}"
+        folder.mkdir(parents=True)
+        record = {"status": "finished", "stage": "finetune", "seed": 0, "git_commit": "b" * 40,
+                  "environment": environment, "config": {"seed": 0, "encoder": {"mode": mode}, "tasks": {}},
+                  "metrics": {"final": {}, "best": {}, "test": {"test/score": score}}}  # fmt: skip
+        (folder / records.RECORD).write_text(json.dumps(record))
+    (root / "pretrain").mkdir()
+    metrics = {"final": {}, "best": {"val/loss": 0.15}, "test": {}}
+    pretrain = {"status": "finished", "stage": "pretrain", "seed": 0, "config": {"seed": 0}, "git_commit": "b" * 40,
+                "environment": environment, "metrics": metrics}  # fmt: skip
+    (root / "pretrain" / records.RECORD).write_text(json.dumps(pretrain))
+    (root / "finetune_frozen.old-20260101-000000").mkdir()  # set aside: not one of this demo's runs
+    (root / "finetune_frozen.old-20260101-000000" / records.RECORD).write_text(json.dumps(pretrain))
+
+    runs = demo.compare_runs(root, tmp_path / "report/runs")
+    assert len(runs) == 5
+    compared = (tmp_path / "report/runs/report.md").read_text()
+    assert "Against the reference row (`encoder.mode=baseline`" in compared
+    assert "| frozen | test/score | 0.610 (1) | 0.620 (1) | -0.0100 | – | untested (n < 2: 1 vs 1) |" in compared
+    table = pd.DataFrame([{"task": "demo_style", "metric": "accuracy", "frozen": 0.439, "baseline": 0.404}])
+    summary = {"steps": 700, "best": {"val/loss": 0.15}}
+    demo.write_report(tmp_path / "report", table, root, summary, {}, 60.0, None, runs)
+    text = (tmp_path / "report/README.md").read_text()
+    assert "**One seed** (seed 0) per mode" in text and "| demo_style | accuracy | 0.439 | 0.404 |" in text
+    assert "- precision: `fp32`" in text and "- cpu: `avx512+avx512_bf16`" in text and "- git_commit: `bbbbbbb`" in text

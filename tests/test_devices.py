@@ -28,3 +28,15 @@ def test_auto_precision_and_dtype_pick_bf16_only_where_native(monkeypatch):
     assert resolve_precision("bf16", cpu).name == "bf16"  # asked for explicitly, it is honoured anywhere
     with pytest.raises(ValueError, match="dtype must be auto or one of"):
         resolve_dtype("half")
+
+
+def test_cpu_capability_names_native_bf16(monkeypatch):
+    from m3bert.common import devices
+
+    monkeypatch.setattr(devices.torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    monkeypatch.setattr(devices, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
+    assert devices.cpu_capability() == "avx512+avx512_bf16"
+    monkeypatch.setattr(devices.torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    monkeypatch.setattr(devices, "cpu_flags", lambda: {"avx2"})
+    monkeypatch.setattr(devices, "_torch_reports_amx", lambda: False)
+    assert devices.cpu_capability() == "avx2"

@@ -66,7 +66,16 @@ def test_there_are_no_import_cycles(graph):
 
 def test_the_top_level_holds_only_entry_points():
     top = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
-    assert top == {"train", "prepare", "extract", "export", "analyze", "demo", "report", "reproduce", "hear"}
+    assert top == {"train", "prepare", "extract", "export", "analyze", "demo", "reproduce", "hear"}
+    assert (PACKAGE / "report" / "__main__.py").is_file()  # python -m m3bert.report: an entry point as a package
+
+
+def test_only_entry_points_import_the_report(graph):
+    # The report reads what training writes; training (probing's tables, say) never reads the report back.
+    entry_points = {f"m3bert.{name}" for name in ("demo", "reproduce")}
+    for name, imported in graph.items():
+        if not name.startswith("m3bert.report") and name not in entry_points:
+            assert not any(i.startswith("m3bert.report") for i in imported), (name, imported)
 
 
 def test_feature_sizes_are_not_literals_in_configs():

@@ -19,6 +19,7 @@ import time
 
 import torch
 
+from m3bert.common.tables import rounded
 from m3bert.features.synth import synthetic_music
 from m3bert.inference.pretrained import FrontEnd
 from m3bert.inference.representations import Representations
@@ -67,11 +68,11 @@ def _time_model(rep: Representations, clips: list, audio_s: float, repeats: int)
     encode = _median_time(lambda: rep.encode(features), repeats, rep.device)
     return {
         "parameters": sum(p.numel() for p in rep.encoder.parameters()),
-        "total_s": round(total, 3),
-        "rtf": round(audio_s / total, 1),
-        "features_s": round(front, 3),
-        "encoder_s": round(encode, 3),
-        "encoder_rtf": round(audio_s / encode, 1),
+        "total_s": rounded(total),
+        "rtf": rounded(audio_s / total),
+        "features_s": rounded(front),
+        "encoder_s": rounded(encode),
+        "encoder_rtf": rounded(audio_s / encode),
     }
 
 

@@ -18,6 +18,7 @@ import warnings
 import numpy as np
 import torch
 
+from m3bert.common.tables import rounded
 from m3bert.features import build_feature_extractor
 from m3bert.features.reference import reference_features
 from m3bert.features.synth import synthetic_music
@@ -78,10 +79,10 @@ def run(
         "torch_threads": torch.get_num_threads(),
         "n_clips": n_clips,
         "clip_seconds": seconds,
-        "torch_batched_s": round(batched, 4),
-        "torch_batched_rtf": round(audio_s / batched, 1),
-        "torch_one_by_one_s": round(one_by_one, 4),
-        "torch_one_by_one_rtf": round(audio_s / one_by_one, 1),
+        "torch_batched_s": rounded(batched),
+        "torch_batched_rtf": rounded(audio_s / batched),
+        "torch_one_by_one_s": rounded(one_by_one),
+        "torch_one_by_one_rtf": rounded(audio_s / one_by_one),
     }
     if librosa:
         with warnings.catch_warnings():
@@ -92,10 +93,10 @@ def run(
                 reference_features(clip, feature_set)
             ref_s = time.perf_counter() - t
         out.update(
-            librosa_s=round(ref_s, 4),
-            librosa_rtf=round(audio_s / ref_s, 1),
-            speedup=round(ref_s / batched, 2),
-            speedup_one_by_one=round(ref_s / one_by_one, 2),
+            librosa_s=rounded(ref_s),
+            librosa_rtf=rounded(audio_s / ref_s),
+            speedup=rounded(ref_s / batched),
+            speedup_one_by_one=rounded(ref_s / one_by_one),
         )
     return out
 

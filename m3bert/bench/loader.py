@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 
 from m3bert.common.files import write_bytes
+from m3bert.common.tables import rounded
 from m3bert.data import ManifestDataset, collate
 from m3bert.data.packing import pack
 from m3bert.data.validation import manifest_key, record_validated
@@ -75,8 +76,8 @@ def startup(folder: Path, rows: int) -> dict:
     assert len(data) == rows
     return {
         "rows": rows,
-        "startup_s": round(seconds, 4),
-        "startup_s_1m_extrapolated": round(seconds * 1e6 / rows, 2),
+        "startup_s": rounded(seconds),
+        "startup_s_1m_extrapolated": rounded(seconds * 1e6 / rows),
         "startup_rss_mb": round(memory, 1),
         "startup_rss_mb_1m_extrapolated": round(memory * 1e6 / rows, 1),
         "manifest_mb": round(manifest.stat().st_size / 2**20, 1),
@@ -125,10 +126,10 @@ def run(rows: int = 200_000, clips: int = 64, crops: int = 2000) -> dict:
             folder = feature_folder(tmp / dtype, clips, dtype)
             started = time.perf_counter()
             ManifestDataset(str(folder / "train.csv"), FEATURE_DIM)  # the one-time validation pass
-            validation[dtype] = round(clips / (time.perf_counter() - started), 1)
-            per_worker[dtype] = round(crops_per_s(folder / "train.csv", crops), 1)
+            validation[dtype] = rounded(clips / (time.perf_counter() - started))
+            per_worker[dtype] = rounded(crops_per_s(folder / "train.csv", crops))
         pack(tmp / "float32", tmp / "packed", FEATURE_DIM, shard_mb=64)
-        per_worker["packed"] = round(crops_per_s(tmp / "packed/train.csv", crops), 1)
+        per_worker["packed"] = rounded(crops_per_s(tmp / "packed/train.csv", crops))
     return {
         **result,
         "crop_frames": CROP,

@@ -57,6 +57,17 @@ def cpu_has_native_bf16() -> bool:
     return bool(cpu_flags() & set(BF16_CPU_FLAGS)) or _torch_reports_amx()
 
 
+def cpu_capability() -> str:
+    """What the CPU computes natively, as a run record keeps it: torch's vector capability in lower case
+    (``avx2``, ``avx512``, ``default``, ...) plus the bf16 flag where bf16 is native (``avx512+avx512_bf16``), the
+    difference that makes ``precision=auto`` pick bf16 here and fp32 elsewhere."""
+    capability = torch.backends.cpu.get_cpu_capability().lower()
+    native = [flag for flag in BF16_CPU_FLAGS if flag in cpu_flags()]
+    if not native and _torch_reports_amx():
+        native = ["amx_bf16"]
+    return f"{capability}+{native[0]}" if native else capability
+
+
 def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
     """The feature flags of the first CPU listed (x86 ``flags``, Arm ``Features``); empty where unknown."""
     try:

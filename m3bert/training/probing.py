@@ -21,10 +21,10 @@ from tqdm import tqdm
 
 from m3bert.common.figures import save_figure
 from m3bert.common.files import atomic_write, write_csv, write_json, write_text
+from m3bert.common.tables import markdown_table
 from m3bert.data import collate
 from m3bert.inference.pretrained import load_pretrained
 from m3bert.models.encoder import padding_mask
-from m3bert.report import markdown_table
 from m3bert.tasks.heads import make_head, task_loss, task_metrics
 from m3bert.tasks.task import Task, TaskDataset, resolve_task
 from m3bert.training.loggers import open_logger
@@ -156,7 +156,8 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
         best[f"{name}/layer"] = row["layer"] if isinstance(row["layer"], str) else int(row["layer"])
         metrics = [c for c in part.columns if c not in ("task", "layer", "lr") and not c.startswith("valid_")]
         test.update({f"{name}/test/{c}": float(row[c]) for c in metrics if pd.notna(row[c])})
-    summary = {"name": cfg.name, "probes": rows, "best": best, "test": test}
+    # Probes run on the CPU without autocast: the record's environment says so, as the trainer's summary does.
+    summary = {"name": cfg.name, "probes": rows, "best": best, "test": test, "precision": "fp32", "device": "cpu"}
     write_json(summary, run_dir / "metrics.json")
     figure = _plot(table)
     try:

@@ -9,7 +9,9 @@
      "sweep": {"id", "job", "swept"} | null,          # the multirun it belongs to
      "config": {...},                                  # the resolved config
      "metrics": {"final", "best", "test"},             # from metrics.json once finished
-     "wall_time_s", "git_commit", "started", "ended", "error"}
+     "wall_time_s", "git_commit", "started", "ended", "error",
+     "environment": {"git_dirty", "torch", "python", "cpu", "threads",   # what produced the numbers (start)
+                     "precision", "device"}}                          # as the trainer resolved them (finish)
 
 A preempted run saved its state and is requeued (or waits for the same command). A run that was killed stays
 ``running`` forever: a reader cannot tell it from one still going, and says so.
@@ -67,6 +69,49 @@ def git_commit() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_dirty() -> bool | None:
+    """Whether the checkout that runs has uncommitted changes to tracked files (so ``git_commit`` alone does not
+    say what ran), or None outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=Path(__file__).parent,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
+
+
+def environment() -> dict[str, Any]:
+    """What produced a run's numbers besides its config: the checkout's state, the torch and Python versions, the
+    CPU's capability (``avx2``, ``avx512+avx512_bf16``: whether bf16 is native) and the threads torch uses.
+    :func:`finish` adds the precision and device the trainer resolved (``precision=auto`` is bf16 or fp32 by
+    machine)."""
+    import platform
+
+    import torch
+
+    from m3bert.common.devices import cpu_capability
+
+    return {
+        "git_dirty": git_dirty(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cpu": cpu_capability(),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def environment_of(record: dict[str, Any]) -> dict[str, Any]:
+    """A record's provenance in one flat mapping (``git_commit``, ``wall_time_s`` and the ``environment``
+    fields); fields an older record lacks are absent."""
+    out = {key: record[key] for key in ("git_commit", "wall_time_s") if record.get(key) is not None}
+    return {**out, **(record.get("environment") or {})}
 
 
 def _now() -> str:
@@ -304,6 +349,7 @@ def start(
         "config": recorded_config(cfg),
         "metrics": None,
         "git_commit": git_commit(),
+        "environment": environment(),
         "started": previous.get("started") or _now(),
         "resumed": previous.get("status") is not None,
         "ended": None,
@@ -315,9 +361,12 @@ def start(
 
 
 def finish(run_dir: str | Path, record: dict[str, Any], summary: dict[str, Any], seconds: float) -> dict[str, Any]:
-    """Mark the run finished with its metrics (``final``, ``best``, ``test`` of its summary)."""
+    """Mark the run finished with its metrics (``final``, ``best``, ``test`` of its summary) and the precision and
+    device its summary says the trainer used (``trainer.precision=auto`` resolved on this machine)."""
+    resolved = {key: summary[key] for key in ("precision", "device") if summary.get(key) is not None}
     record = {
         **record,
+        "environment": {**(record.get("environment") or {}), **resolved},
         "status": "finished",
         "metrics": {k: summary.get(k) or {} for k in ("final", "best", "test")},
         "steps": summary.get("steps"),
