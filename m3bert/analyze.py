@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from m3bert.common import checkpoints
 from m3bert.common.configs import Rule, check_config, config_dir
 from m3bert.common.errors import reports_errors
 from m3bert.common.figures import save_figure
@@ -40,7 +41,6 @@ from m3bert.common.files import write_csv, write_json, write_npz
 from m3bert.extract import assign_ids, find_inputs
 from m3bert.features import AudioError, load_audio
 from m3bert.inference.representations import Representations
-from m3bert.training import checkpoint
 
 log = logging.getLogger(__name__)
 P_VALUE_NOTE = (
@@ -405,11 +405,8 @@ FEATURIZER_WEIGHTS = re.compile(r"^heads\.(?P<task>.+)\.featurizer\.weights$")
 
 def featurizer_weights(path: str | Path) -> dict[str, np.ndarray]:
     """task -> softmax weights over hidden states (embedding output first) of a fine-tuning checkpoint."""
-    from m3bert.inference.pretrained import find_checkpoint
-
-    file = find_checkpoint(path)
-    state = checkpoint.load(file)
-    model = state.get("model", {}) if isinstance(state, dict) else {}
+    file = checkpoints.find_checkpoint(path)
+    model = checkpoints.load(file).get("model", {})
     found = {m["task"]: v.float().softmax(0).numpy() for k, v in model.items() if (m := FEATURIZER_WEIGHTS.match(k))}
     if not found:
         raise ValueError(

@@ -13,6 +13,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 import m3bert.hear as hear
+from m3bert.common import checkpoints
 from m3bert.data import ManifestDataset, ManifestError, stats_path
 from m3bert.export import export
 from m3bert.features import Normalization, build_feature_extractor, cmvn, cmvn_with_stats, load_audio
@@ -21,7 +22,6 @@ from m3bert.inference.pretrained import CONFIG_FILE, load_pretrained
 from m3bert.inference.representations import Representations
 from m3bert.prepare import prepare
 from m3bert.train import run
-from m3bert.training import checkpoint
 
 RATE = 22050
 
@@ -160,7 +160,7 @@ def test_dataset_normalisation_round_trips_through_pretraining_export_extraction
     pretrain = tmp_path / "pretrain"
     run(make_config(*overrides), pretrain)
     expected = Normalization.from_folder(out)
-    state = checkpoint.load(pretrain / "checkpoints" / "best.pt")
+    state = checkpoints.load(pretrain / "checkpoints" / "best.pt")
     assert Normalization.from_dict(state["normalization"]) == expected
 
     model = export(pretrain, tmp_path / "model")
@@ -202,7 +202,7 @@ def test_dataset_normalisation_round_trips_through_pretraining_export_extraction
     # A fine-tuning run on top trains on those inputs (two steps) and records the encoder's normalisation.
     cfg.trainer.max_steps, cfg.trainer.val_every, cfg.trainer.batch_size = 2, 2, 2
     run(cfg, tmp_path / "finetune")
-    state = checkpoint.load(tmp_path / "finetune" / "checkpoints" / "best.pt")
+    state = checkpoints.load(tmp_path / "finetune" / "checkpoints" / "best.pt")
     assert Normalization.from_dict(state["normalization"]) == expected
 
 

@@ -5,11 +5,11 @@ import pytest
 import torch
 from conftest import TINY, make_config, write_task_data
 
+from m3bert.common import checkpoints
 from m3bert.data import collate
 from m3bert.objectives import MultiTaskModel
 from m3bert.tasks import MultiTaskDataset, resolve_task
 from m3bert.train import run
-from m3bert.training import checkpoint
 
 TINY_MODEL = dict(input_dim=324, hidden_size=32, num_layers=2, num_heads=4, ffn_size=64, dropout=0.0, max_positions=256)
 
@@ -93,13 +93,13 @@ def test_frozen_encoder_stays_bit_identical(tmp_path, two_tasks, pretrained):
     ]
     overrides += ["tasks=[gtzan]", f"tasks.gtzan.root={two_tasks['genre']['root']}"]
     run(make_config(*overrides), tmp_path / "frozen")
-    before = checkpoint.load(pretrained / "checkpoints/best.pt")["model"]
-    after = checkpoint.load(tmp_path / "frozen/checkpoints/step_0000006.pt")["model"]
+    before = checkpoints.load(pretrained / "checkpoints/best.pt")["model"]
+    after = checkpoints.load(tmp_path / "frozen/checkpoints/step_0000006.pt")["model"]
     encoder_keys = [k for k in after if k.startswith("encoder.")]
     assert encoder_keys and all(torch.equal(after[k], before[k]) for k in encoder_keys)
     # ... while fine-tuning moves it.
     run(make_config(*overrides, "encoder.mode=finetune"), tmp_path / "tuned")
-    tuned = checkpoint.load(tmp_path / "tuned/checkpoints/step_0000006.pt")["model"]
+    tuned = checkpoints.load(tmp_path / "tuned/checkpoints/step_0000006.pt")["model"]
     assert any(not torch.equal(tuned[k], before[k]) for k in encoder_keys)
 
 

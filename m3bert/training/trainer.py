@@ -23,12 +23,13 @@ from omegaconf import DictConfig, OmegaConf
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
+from m3bert.common import checkpoints
 from m3bert.common.devices import native_bf16, resolve_device
 from m3bert.common.figures import loss_curves, save_figure
 from m3bert.common.files import append_text, remove_stale_temp_files, write_json, write_text
 from m3bert.data import EpochSampler, collate, shard
 from m3bert.objectives import Objective
-from m3bert.training import checkpoint, distributed, records
+from m3bert.training import distributed, records, seeding
 from m3bert.training.loggers import open_logger
 from m3bert.training.optim import parameter_groups
 from m3bert.training.preemption import Preemption
@@ -123,7 +124,7 @@ class Trainer:
         if self.device.type == "cuda" and self.dist.enabled:
             self.device = torch.device("cuda", self.dist.local_rank)
         self.precision = resolve_precision(self.tc.precision, self.device)
-        checkpoint.seed_everything(cfg.seed + self.dist.rank)
+        seeding.seed_everything(cfg.seed + self.dist.rank)
 
         self.train_set = instantiate(cfg.dataset.train)
         self.val_set = instantiate(cfg.dataset.val) if cfg.dataset.get("val") is not None else None
@@ -170,7 +171,7 @@ class Trainer:
     # ----------------------------------------------------------------------------------------------- state
     @property
     def checkpoint_dir(self) -> Path:
-        return self.run_dir / "checkpoints"
+        return self.run_dir / checkpoints.CHECKPOINT_FOLDER
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -181,7 +182,7 @@ class Trainer:
             "step": self.step,
             "sampler": {"epoch": self.epoch, "batch": self.batch_in_epoch},
             # Every rank's random streams, so that each process continues its own after a resume.
-            "rng": distributed.gather_objects(checkpoint.rng_state(), self.dist),
+            "rng": distributed.gather_objects(seeding.rng_state(), self.dist),
             "mask_generator": distributed.gather_objects(self.mask_generator.get_state(), self.dist),
             "best": self.best,
             "stale_evaluations": self.stale_evaluations,
@@ -212,7 +213,7 @@ class Trainer:
         self.stale_evaluations = state.get("stale_evaluations", 0)
         self.wall_time = state.get("wall_time_s", 0.0)
         if len(state["rng"]) == self.dist.world_size:
-            checkpoint.set_rng_state(state["rng"][self.dist.rank])
+            seeding.set_rng_state(state["rng"][self.dist.rank])
             self.mask_generator.set_state(state["mask_generator"][self.dist.rank])
         else:
             # Another number of processes: the streams cannot continue, so derive fresh ones per rank and step.
@@ -222,7 +223,7 @@ class Trainer:
                 len(state["rng"]),
                 self.dist.world_size,
             )
-            checkpoint.seed_everything(self.cfg.seed + self.step * 7919 + self.dist.rank)
+            seeding.seed_everything(self.cfg.seed + self.step * 7919 + self.dist.rank)
             self.mask_generator.manual_seed(self.cfg.seed * MASK_STREAM + self.step * 7919 + self.dist.rank)
 
     def save(self, name: str | None = None) -> None:
@@ -231,19 +232,19 @@ class Trainer:
         state = self.state_dict()
         if not self.dist.is_main:
             return
-        checkpoint.save(state, self.checkpoint_dir / (name or f"step_{self.step:07d}.pt"))
+        checkpoints.save(state, self.checkpoint_dir / (name or f"step_{self.step:07d}.pt"))
         if name is None:
-            checkpoint.prune(self.checkpoint_dir, self.tc.keep)
+            checkpoints.prune(self.checkpoint_dir, self.tc.keep)
 
     def resume(self) -> bool:
         """Continue from the newest readable step checkpoint. Unreadable ones (a damaged disk, a file copied in
         by mistake) are renamed ``*.corrupt`` with a warning and the one before is used."""
-        for path in reversed(checkpoint.step_checkpoints(self.checkpoint_dir)):
+        for path in reversed(checkpoints.step_checkpoints(self.checkpoint_dir)):
             try:
-                state = checkpoint.load(path, map_location=self.device, required=checkpoint.TRAINING_KEYS)
-            except checkpoint.CheckpointError as err:
+                state = checkpoints.load(path, map_location=self.device, required=checkpoints.TRAINING_KEYS)
+            except checkpoints.CheckpointError as err:
                 if self.dist.is_main:
-                    aside = checkpoint.set_aside(path)
+                    aside = checkpoints.set_aside_corrupt(path)
                     log.warning("%s; set aside as %s, trying the checkpoint before it", err, aside.name)
                 distributed.barrier(self.dist)
                 continue
@@ -366,7 +367,7 @@ class Trainer:
         if self.improved(metrics):
             self.best = {self.tc.monitor: metrics[self.tc.monitor], "step": self.step}
             self.stale_evaluations = 0
-            self.save("best.pt")
+            self.save(checkpoints.BEST_FILE)
         else:
             self.stale_evaluations += 1
         if self.stopped_early:
@@ -546,9 +547,9 @@ class Trainer:
         if self.cfg.dataset.get("test") is None:
             return {}
         test_set = instantiate(self.cfg.dataset.test)
-        best = self.checkpoint_dir / "best.pt"
+        best = self.checkpoint_dir / checkpoints.BEST_FILE
         if best.exists():
-            self.module.load_state_dict(checkpoint.load(best, map_location=self.device, required=("model",))["model"])
+            self.module.load_state_dict(checkpoints.load(best, map_location=self.device, required=("model",))["model"])
         state = self.gather(test_set, "test")
         metrics = {_metric_name(k, "test"): v for k, v in self.module.eval_metrics(state).items()}
         self.log_metrics(metrics)
