@@ -10,7 +10,6 @@ import soundfile as sf
 import torch
 from conftest import CONF, TINY, make_config
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 
 import m3bert.hear as hear
 from m3bert.common import checkpoints
@@ -22,6 +21,7 @@ from m3bert.inference.pretrained import CONFIG_FILE, load_pretrained
 from m3bert.inference.representations import Representations
 from m3bert.prepare import prepare
 from m3bert.train import run
+from m3bert.training.trainer import Trainer
 
 RATE = 22050
 
@@ -186,8 +186,11 @@ def test_dataset_normalisation_round_trips_through_pretraining_export_extraction
                 f"encoder.checkpoint={model}",
             ],
         )
-    finetune = instantiate(cfg.dataset.train)
+    cfg.trainer.max_steps, cfg.trainer.val_every, cfg.trainer.batch_size = 2, 2, 2
+    trainer = Trainer(cfg, tmp_path / "finetune")  # the objective hands the encoder's normalisation to each split
+    finetune = trainer.train_set
     assert finetune.normalization == expected
+    assert trainer.val_set.normalization == expected and trainer.build_split("test").normalization == expected
     for row in range(len(manifest)):
         path = audio / (manifest.iloc[row].track_id + ".wav")
         reference = served[row].features
@@ -200,7 +203,6 @@ def test_dataset_normalisation_round_trips_through_pretraining_export_extraction
     # The model reads the features it was trained on: not the per-file-normalised ones.
     assert not torch.allclose(served[0].features, torch.from_numpy(np.load(out / manifest.file_path[0])), atol=0.1)
     # A fine-tuning run on top trains on those inputs (two steps) and records the encoder's normalisation.
-    cfg.trainer.max_steps, cfg.trainer.val_every, cfg.trainer.batch_size = 2, 2, 2
     run(cfg, tmp_path / "finetune")
     state = checkpoints.load(tmp_path / "finetune" / "checkpoints" / "best.pt")
     assert Normalization.from_dict(state["normalization"]) == expected

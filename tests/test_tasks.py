@@ -1,5 +1,6 @@
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -101,6 +102,26 @@ def test_frozen_encoder_stays_bit_identical(tmp_path, two_tasks, pretrained):
     run(make_config(*overrides, "encoder.mode=finetune"), tmp_path / "tuned")
     tuned = checkpoints.load(tmp_path / "tuned/checkpoints/step_0000006.pt")["model"]
     assert any(not torch.equal(tuned[k], before[k]) for k in encoder_keys)
+
+
+def test_a_fine_tuning_run_reads_its_encoder_checkpoint_once(tmp_path, two_tasks, pretrained, monkeypatch):
+    reads = []
+    load = checkpoints.load
+
+    def counted(path, *args, **kwargs):
+        reads.append(Path(path))
+        return load(path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoints, "load", counted)
+    overrides = [*TINY, "+experiment=finetune_mtl", "dataset.max_frames=32", "trainer.max_steps=2"]
+    overrides += ["trainer.batch_size=8", "trainer.val_every=2", f"encoder.checkpoint={pretrained}"]
+    overrides += ["tasks=[gtzan]", f"tasks.gtzan.root={two_tasks['genre']['root']}"]
+    # The encoder's modes and the baseline, which reads the checkpoint only for its input normalisation.
+    for mode in ("frozen", "baseline"):
+        reads.clear()
+        run(make_config(*overrides, f"encoder.mode={mode}"), tmp_path / mode)
+        assert [p for p in reads if pretrained in p.parents] == [pretrained / "checkpoints" / "best.pt"]
+        assert tmp_path / mode / "checkpoints" / "best.pt" in reads  # the test split's weights: the count sees reads
 
 
 def test_windows_crops_are_a_fixed_set_of_half_overlapping_windows():

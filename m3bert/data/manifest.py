@@ -140,8 +140,8 @@ class ManifestDataset(ClipDataset):
     every file is checked (header and NaN scan) and the result stored. Every read checks its own file again.
 
     ``normalization``: ``"per_file"`` (the stored features as they are), ``"dataset"`` (with the statistics of the
-    manifest's folder, ``normalization.npz``), or a :class:`~m3bert.features.Normalization` (e.g. a pre-trained
-    model's own, for fine-tuning on another folder).
+    manifest's folder, ``normalization.npz``), or a :class:`~m3bert.features.Normalization` or its ``to_dict``
+    record (e.g. a pre-trained model's own, for fine-tuning on another folder).
     """
 
     def __init__(
@@ -160,6 +160,8 @@ class ManifestDataset(ClipDataset):
             normalization = (
                 Normalization.from_folder(folder) if normalization == "dataset" else Normalization(normalization)
             )
+        elif not isinstance(normalization, Normalization):  # a recorded one (a model's, handed down by the trainer)
+            normalization = Normalization.from_dict(normalization)
         normalization.check_dim(feature_dim, str(self.manifest))
         self.normalization = normalization
         if crop not in CROPS:

@@ -18,7 +18,6 @@ import torch
 from m3bert.adapters.base import TAG_SEPARATOR
 from m3bert.data import Clip, ClipDataset, ConcatClipDataset, ManifestDataset, read_manifest
 from m3bert.features import Normalization
-from m3bert.inference.pretrained import load_pretrained
 
 TASK_TYPES = ("multiclass", "multilabel", "regression")
 SPLIT_FILES = {"train": "train.csv", "valid": "valid.csv", "test": "test.csv"}
@@ -110,12 +109,6 @@ def _resolve(name, kind, root, label, classes, top_k, weight) -> Task:
     return Task(name, kind, root, label, tuple(sorted(vocabulary)), weight=weight)
 
 
-def model_normalization(path: str) -> Normalization:
-    """The input normalisation of a trained model (folder or pre-training run). Read afresh each time (not cached):
-    a run folder's best checkpoint may have changed since."""
-    return load_pretrained(path, key="encoder.checkpoint").front_end.normalization
-
-
 class TaskDataset(ClipDataset):
     """A split of one prepared folder, served to the tasks that read it: the manifest's clips that carry a label of
     at least one of them, each labelled (under the task's name) for every one of those tasks whose label it carries.
@@ -131,7 +124,7 @@ class TaskDataset(ClipDataset):
         feature_dim: int,
         max_frames: int | None,
         crop: str,
-        normalization: str | Normalization = "per_file",
+        normalization: str | Mapping | Normalization = "per_file",
     ):
         self.tasks = [tasks] if isinstance(tasks, Task) else list(tasks)
         if len({t.root for t in self.tasks}) != 1:
@@ -171,9 +164,9 @@ class MultiTaskDataset(ConcatClipDataset):
     ``sampling_weights`` draws folders with probability proportional to ``size ** (1 / temperature)``:
     temperature 1 samples clips uniformly (folders in proportion to their size), larger temperatures even them out.
 
-    ``encoder`` (a model folder or pre-training run): its own input normalisation is applied to every folder (what
-    the encoder was trained on); without one, ``normalization`` (``per_file``, or ``dataset`` with each folder's
-    own ``normalization.npz``).
+    ``normalization``: ``per_file``, ``dataset`` with each folder's own ``normalization.npz``, or a recorded one
+    (``Normalization.to_dict``): the trainer passes a pre-trained encoder's own here (the objective's
+    ``input_normalization``), for every split.
     """
 
     def __init__(
@@ -184,8 +177,7 @@ class MultiTaskDataset(ConcatClipDataset):
         max_frames: int | None = None,
         crop: str = "random",
         temperature: float = 1.0,
-        normalization: str = "per_file",
-        encoder: str | None = None,
+        normalization: str | Mapping = "per_file",
     ):
         if not tasks:
             raise ValueError("no tasks selected: choose some, e.g. tasks=[gtzan,deam]")
@@ -193,8 +185,7 @@ class MultiTaskDataset(ConcatClipDataset):
         folders: dict[str, list[Task]] = {}
         for task in self.tasks:
             folders.setdefault(task.root, []).append(task)
-        chosen: str | Normalization = model_normalization(str(encoder)) if encoder else normalization
-        parts = [TaskDataset(group, split, feature_dim, max_frames, crop, chosen) for group in folders.values()]
+        parts = [TaskDataset(group, split, feature_dim, max_frames, crop, normalization) for group in folders.values()]
         self.temperature = temperature
         shares = None if temperature == 1.0 else [len(p) ** (1.0 / temperature) for p in parts]
         super().__init__(parts, shares)

@@ -126,8 +126,17 @@ class Trainer:
         self.precision = resolve_precision(self.tc.precision, self.device)
         seeding.seed_everything(cfg.seed + self.dist.rank)
 
-        self.train_set = instantiate(cfg.dataset.train)
-        self.val_set = instantiate(cfg.dataset.val) if cfg.dataset.get("val") is not None else None
+        # The objective first: it may hand its splits a fact of its own (a pre-trained encoder's input normalisation).
+        self.module = instantiate(cfg.objective, _convert_="all").to(self.device)
+        if not isinstance(self.module, Objective):
+            raise TypeError(
+                f"objective._target_={cfg.objective._target_} builds a {type(self.module).__name__}, not "
+                "an m3bert.objectives.Objective; subclass it (see m3bert/objectives/base.py)"
+            )
+        self.train_set = self.build_split("train")
+        self.val_set = self.build_split("val")
+        if self.module.train_crop is not None:
+            self.train_set.use_crop(self.module.train_crop)
         self.sampler = EpochSampler(
             len(self.train_set),
             self.tc.batch_size,
@@ -137,15 +146,6 @@ class Trainer:
             weights=self.train_set.sampling_weights,
             epochs=None,
         )
-
-        self.module = instantiate(cfg.objective, _convert_="all").to(self.device)
-        if not isinstance(self.module, Objective):
-            raise TypeError(
-                f"objective._target_={cfg.objective._target_} builds a {type(self.module).__name__}, not "
-                "an m3bert.objectives.Objective; subclass it (see m3bert/objectives/base.py)"
-            )
-        if self.module.train_crop is not None:
-            self.train_set.use_crop(self.module.train_crop)
         self.optimizer = instantiate(cfg.optimizer)(
             parameter_groups(self.module, cfg.optimizer.weight_decay, cfg.optimizer.lr)
         )
@@ -254,6 +254,15 @@ class Trainer:
         return False
 
     # ------------------------------------------------------------------------------------------------ data
+    def build_split(self, split: str):
+        """The dataset of ``cfg.dataset.<split>`` (None where the config has none), built to serve what the objective
+        reads: with its own input normalisation where it has one (a pre-trained encoder's), in every split."""
+        node = self.cfg.dataset.get(split)
+        if node is None:
+            return None
+        normalization = self.module.input_normalization
+        return instantiate(node) if normalization is None else instantiate(node, normalization=normalization.to_dict())
+
     def batches(self) -> Iterator:
         """Training micro-batches forever, from the saved sampler position. One loader serves the whole run (its
         workers are started once); the position advances as batches are consumed, not as workers prefetch them."""
@@ -544,9 +553,9 @@ class Trainer:
 
     def test(self) -> dict[str, float]:
         """Metrics on the test split with the best-on-validation weights (the last ones if there is no best)."""
-        if self.cfg.dataset.get("test") is None:
+        test_set = self.build_split("test")
+        if test_set is None:
             return {}
-        test_set = instantiate(self.cfg.dataset.test)
         best = self.checkpoint_dir / checkpoints.BEST_FILE
         if best.exists():
             self.module.load_state_dict(checkpoints.load(best, map_location=self.device, required=("model",))["model"])
