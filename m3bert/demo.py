@@ -30,6 +30,7 @@ import m3bert.training.schemas  # noqa: F401  (registers the typed schemas)
 from m3bert.common.configs import config_dir
 from m3bert.common.errors import reports_errors
 from m3bert.common.files import write_csv, write_json, write_text
+from m3bert.common.prepared import MANIFEST
 from m3bert.data import read_manifest
 from m3bert.export import export
 from m3bert.extract import OtherSettings, assign_ids, extract, find_inputs
@@ -135,7 +136,7 @@ def clip_level_probe(root: Path, prepared: Path, tasks: dict, seed: int = 0) -> 
     from m3bert.tasks import resolve_task
 
     model = export(root / "pretrain", root / "model")
-    manifest = read_manifest(prepared / "manifest.csv")
+    manifest = read_manifest(prepared / MANIFEST)
     inputs = root / "clip_probe_inputs.csv"
     audio = [str(Path(a).resolve()) for a in manifest["audio"]]
     write_csv(pd.DataFrame({"audio": audio}), inputs)

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from m3bert.common import prepared
+
 log = logging.getLogger("m3bert.reproduce")
 
 STAGES = ("prepare", "pretrain", "finetune", "report")
@@ -141,7 +143,7 @@ def plan(scale: Scale, root: Path, seeds: Sequence[int], extra: Sequence[str] = 
 
 def is_prepared(prepare_cfg) -> bool:
     """Whether ``python -m m3bert.prepare`` has written the folder this prepare config names (its training split)."""
-    return (Path(prepare_cfg.out) / "train.csv").is_file()
+    return prepared.is_prepared(prepare_cfg.out)
 
 
 def missing_datasets(scale: Scale, stages: Sequence[str]) -> list[str]:

@@ -24,8 +24,8 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from m3bert.common.prepared import VALIDATED, split_manifest_name, stats_path
 from m3bert.data.validation import (
-    RECORD,
     Header,
     ManifestError,
     check_shape,
@@ -68,12 +68,6 @@ class Batch(NamedTuple):
             {k: move(v) for k, v in self.present.items()},
             None if self.starts is None else move(self.starts),
         )
-
-
-def stats_path(feature_file: str | Path) -> Path:
-    """Where a feature file's clip statistics live: ``features/x.npy`` -> ``features/x.stats.npy``."""
-    path = Path(feature_file)
-    return path.with_name(path.name.removesuffix(".npy") + ".stats.npy")
 
 
 def collate(clips: list[Clip]) -> Batch:
@@ -188,7 +182,7 @@ class ManifestDataset(ClipDataset):
         if is_validated(folder, name, key):
             return
         started = time.perf_counter()
-        log.info("Validating %d feature files of %s (once; the result is stored in %s)", len(self), name, RECORD)
+        log.info("Validating %d feature files of %s (once; the result is stored in %s)", len(self), name, VALIDATED)
         validate_rows(
             [self.path(row) for row in range(len(self))], self._lengths, self.offsets, self.feature_dim, self._where
         )
@@ -359,8 +353,6 @@ class SourcesDataset(ConcatClipDataset):
     every source needs a weight, and source ``i`` is drawn ``weight_i / sum(weights)`` of the time.
     """
 
-    SPLIT_FILES = {"train": "train.csv", "valid": "valid.csv", "test": "test.csv"}
-
     def __init__(
         self,
         sources: Mapping[str, Mapping],
@@ -371,8 +363,7 @@ class SourcesDataset(ConcatClipDataset):
     ):
         if not sources:
             raise ValueError("dataset.sources is empty: list the prepared folders, e.g. {msd: {root: data/msd}}")
-        if split not in self.SPLIT_FILES:
-            raise ValueError(f"split must be one of {sorted(self.SPLIT_FILES)}, got {split!r}")
+        manifest = split_manifest_name(split)
         self.names = list(sources)
         weights = [sources[name].get("weight") for name in self.names]
         given = [w is not None for w in weights]
@@ -380,7 +371,7 @@ class SourcesDataset(ConcatClipDataset):
             missing = [n for n, g in zip(self.names, given) if not g]
             raise ValueError(f"dataset.sources: {missing} have no weight; give every source one, or none at all")
         parts = [
-            ManifestDataset(str(Path(sources[name]["root"]) / self.SPLIT_FILES[split]), feature_dim, max_frames, crop)
+            ManifestDataset(str(Path(sources[name]["root"]) / manifest), feature_dim, max_frames, crop)
             for name in self.names
         ]
         super().__init__(parts, weights if all(given) else None)

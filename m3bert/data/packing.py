@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from m3bert.adapters.base import SPLITS
 from m3bert.common.files import atomic_write, write_bytes
+from m3bert.common.prepared import MANIFEST, SHARDS, manifest_names
 from m3bert.data.manifest import read_manifest
 from m3bert.data.validation import check_finite, check_shape, manifest_key, open_features, record_validated
 
@@ -33,13 +33,13 @@ def pack(source: str | Path, out: str | Path, feature_dim: int, shard_mb: float 
     source, out = Path(source), Path(out)
     if source.resolve() == out.resolve():
         raise ValueError(f"pack: out={out} must differ from the source folder (the manifests would be replaced)")
-    table = read_manifest(source / "manifest.csv")
+    table = read_manifest(source / MANIFEST)
     dtypes = set()
     rows_per_shard: list[list[int]] = [[]]
     budget = int(shard_mb * 2**20)
     used = 0
     for row, (path, length) in enumerate(zip(table["file_path"], table["length"])):
-        where = f"{source / path} (row {row + 2} of {source / 'manifest.csv'})"
+        where = f"{source / path} (row {row + 2} of {source / MANIFEST})"
         array = open_features(str(source / path), where)
         check_shape(array, where, feature_dim, int(length), None)
         dtypes.add(array.dtype)
@@ -55,7 +55,7 @@ def pack(source: str | Path, out: str | Path, feature_dim: int, shard_mb: float 
 
     shard_of, offset_of = {}, {}
     for number, rows in enumerate(rows_per_shard):
-        name = f"shards/shard_{number:05d}.npy"
+        name = f"{SHARDS}/shard_{number:05d}.npy"
         frames = int(table["length"].iloc[rows].sum())
 
         def write(handle, rows=rows, frames=frames, name=name):
@@ -69,7 +69,7 @@ def pack(source: str | Path, out: str | Path, feature_dim: int, shard_mb: float 
             for row in rows:
                 path = table["file_path"].iloc[row]
                 values = np.load(source / path, mmap_mode="r")
-                check_finite(values, f"{source / path} (row {row + 2} of {source / 'manifest.csv'})")
+                check_finite(values, f"{source / path} (row {row + 2} of {source / MANIFEST})")
                 handle.write(np.ascontiguousarray(values).tobytes())
                 shard_of[path], offset_of[path] = name, offset
                 offset += values.shape[0]
@@ -77,7 +77,7 @@ def pack(source: str | Path, out: str | Path, feature_dim: int, shard_mb: float 
         atomic_write(out / name, write)
     log.info("Packed %d clips of %s into %d shard(s) in %s", len(table), source, len(rows_per_shard), out)
 
-    for manifest in ["manifest.csv", *(f"{split}.csv" for split in SPLITS)]:
+    for manifest in manifest_names():
         if not (source / manifest).is_file():
             continue
         rows = pd.read_csv(source / manifest)
@@ -85,7 +85,7 @@ def pack(source: str | Path, out: str | Path, feature_dim: int, shard_mb: float 
             continue
         missing = sorted(set(rows["file_path"]) - set(shard_of))
         if missing:
-            raise ValueError(f"pack: {source / manifest} lists {missing[0]!r}, which manifest.csv does not")
+            raise ValueError(f"pack: {source / manifest} lists {missing[0]!r}, which {MANIFEST} does not")
         packed = rows.assign(offset=rows["file_path"].map(offset_of), file_path=rows["file_path"].map(shard_of))
         content = packed.to_csv(index=False).encode()
         write_bytes(content, out / manifest)

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from m3bert.common import prepared
+
 
 def cmvn(features: torch.Tensor, frame_lengths: torch.Tensor | None = None, eps: float = 1e-8) -> torch.Tensor:
     """Give every dimension of every clip zero mean and unit variance over that clip's valid frames.
@@ -56,7 +58,6 @@ def cmvn_with_stats(
 
 
 NORMALIZATIONS = ("per_file", "dataset")
-NORMALIZATION_FILE = "normalization.npz"  # a prepared folder's training-split statistics (python -m m3bert.prepare)
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ class Normalization:
     @classmethod
     def from_folder(cls, folder: str | os.PathLike) -> Normalization:
         """The ``dataset`` statistics that ``python -m m3bert.prepare`` stored in ``folder/normalization.npz``."""
-        path = Path(folder) / NORMALIZATION_FILE
+        path = Path(folder) / prepared.NORMALIZATION
         if not path.is_file():
             raise FileNotFoundError(
                 f"{path}: missing, so features.normalization=dataset has no statistics; rerun python -m "

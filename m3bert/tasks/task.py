@@ -16,11 +16,11 @@ import pandas as pd
 import torch
 
 from m3bert.adapters.base import TAG_SEPARATOR
+from m3bert.common.prepared import split_manifest
 from m3bert.data import Clip, ClipDataset, ConcatClipDataset, ManifestDataset, read_manifest
 from m3bert.features import Normalization
 
 TASK_TYPES = ("multiclass", "multilabel", "regression")
-SPLIT_FILES = {"train": "train.csv", "valid": "valid.csv", "test": "test.csv"}
 #: The metric each task type is judged by (its ``<task>/test/<metric>`` heads result tables).
 PRIMARY_METRICS = {"multiclass": "accuracy", "multilabel": "roc_auc", "regression": "r2"}
 
@@ -49,7 +49,7 @@ class Task:
         return PRIMARY_METRICS[self.type]
 
     def manifest(self, split: str) -> Path:
-        return Path(self.root) / SPLIT_FILES[split]
+        return split_manifest(self.root, split)
 
     def encode(self, row: pd.Series) -> torch.Tensor | None:
         """The row's target, or None where the row carries no label for this task."""
