@@ -26,7 +26,6 @@ from pathlib import Path
 import pandas as pd
 from hydra import compose, initialize_config_dir
 
-import m3bert.training.schemas  # noqa: F401  (registers the typed schemas)
 from m3bert.common.configs import config_dir
 from m3bert.common.errors import reports_errors
 from m3bert.common.files import write_csv, write_json, write_text
@@ -38,7 +37,7 @@ from m3bert.prepare import prepare
 from m3bert.report import markdown_table
 from m3bert.tasks.clip_probe import FEATURES_BASELINE, clip_probe, feature_statistics, verdict
 from m3bert.train import run
-from m3bert.training import records
+from m3bert.training import records, schemas
 
 log = logging.getLogger("m3bert.demo")
 MODES = ("frozen", "finetune", "scratch", "baseline")
@@ -47,6 +46,7 @@ DEFAULT_CLIP_EMBEDDING = "m3bert mean+std, last layer"
 
 
 def compose_config(name: str, overrides: list[str]):
+    schemas.register()
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         return compose(name, overrides=overrides)
 

@@ -373,7 +373,7 @@ def extract(cfg: DictConfig) -> dict[str, Any]:
                     audio_seconds += seconds
                 except (torch.OutOfMemoryError, DiskFullError):
                     raise  # not a property of the file: lower batch_size or window.frames, or free disk space
-                except (AudioError, OSError, ValueError, RuntimeError) as err:
+                except (AudioError, OSError, ValueError) as err:  # a bad file; any other error is a bug, and stops
                     reason = f"{type(err).__name__}: {err}"
                     failures.append({"audio": str(file), "id": id_, "reason": reason})
                     log.warning("skipped %s", reason if isinstance(err, AudioError) else f"{file}: {reason}")

@@ -42,7 +42,6 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
-import m3bert.training.schemas  # noqa: F401  (registers the typed schemas before Hydra composes)
 from m3bert.adapters.base import Track
 from m3bert.adapters.splits import check_fractions, random_split
 from m3bert.common import prepared
@@ -53,8 +52,10 @@ from m3bert.common.files import remove_stale_temp_files, write_bytes, write_csv,
 from m3bert.data.validation import check_finite, check_shape, manifest_key, record_validated
 from m3bert.features import AudioError, audio_info, build_feature_extractor, load_audio
 from m3bert.features.normalize import dataset_statistics
+from m3bert.training import schemas
 
 log = logging.getLogger(__name__)
+schemas.register()  # before Hydra composes
 CLIP_POLICIES = ("first", "middle", "segments", "full")
 PREPARE_RULES = {
     "dtype": Rule(choices=("float32", "float16")),

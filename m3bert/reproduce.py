@@ -112,8 +112,10 @@ def compose(name: str, overrides: Sequence[str], hydra: bool = False):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    import m3bert.training.schemas  # noqa: F401  (registers the typed schemas and resolvers)
     from m3bert.common.configs import config_dir
+    from m3bert.training import schemas
+
+    schemas.register()
 
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         return hydra_compose(name, overrides=list(overrides), return_hydra_config=hydra)

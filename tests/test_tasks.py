@@ -41,6 +41,19 @@ def test_tasks_encode_labels_from_the_training_vocabulary(tmp_path):
         resolve_task("bad", {"type": "multiclass", "root": str(root), "label": "genre"})
 
 
+def test_a_rewritten_manifest_is_resolved_afresh(tmp_path):
+    import pandas as pd
+
+    root = write_task_data(tmp_path, "multiclass", "genre")
+    spec = {"type": "multiclass", "root": str(root), "label": "genre"}
+    assert resolve_task("genre", spec) is resolve_task("genre", spec)  # one read per manifest version
+    table = pd.read_csv(root / "train.csv")
+    table.loc[0, "genre"] = "zydeco"  # prepare rerun with a new class
+    table.to_csv(root / "train.csv", index=False)
+    classes = resolve_task("genre", spec).classes
+    assert "zydeco" in classes and classes == tuple(sorted(table["genre"].unique()))
+
+
 def test_multitask_batches_mark_which_clips_carry_which_labels(two_tasks):
     data = MultiTaskDataset(two_tasks, "train", feature_dim=324, max_frames=32)
     assert len(data) == 48 and data.locate(30) == (1, 6)

@@ -11,6 +11,7 @@ import torch
 from conftest import ROOT, TINY, crash_after_checkpoint, make_config
 
 from m3bert.common import checkpoints
+from m3bert.common.errors import ConfigError
 from m3bert.train import run
 
 QUICK = [
@@ -202,6 +203,12 @@ def test_fp16_without_cuda_is_refused(tmp_path):
 def test_tensorboard_logger_writes_events(tmp_path):
     run(make_config(*QUICK, "trainer.max_steps=2", "logger=tensorboard", "trainer.image_every=2"), tmp_path)
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_tensorboard_is_an_optional_extra_named_when_missing(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed: importing it fails
+    with pytest.raises(ConfigError, match=r"logger=tensorboard needs the tensorboard package .*m3bert\[tensorboard\]"):
+        run(make_config(*QUICK, "trainer.max_steps=2", "logger=tensorboard"), tmp_path)
 
 
 def test_wandb_logger_runs_offline_and_resumes_the_same_run(tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ A task reads a prepared dataset folder (``train.csv`` / ``valid.csv`` / ``test.c
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -38,7 +38,6 @@ class Task:
     mean: tuple[float, ...] = ()  # regression targets are standardised with the training split's statistics
     std: tuple[float, ...] = ()
     weight: float = 1.0  # fixed loss weight (loss_weighting=fixed)
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def outputs(self) -> int:
@@ -81,11 +80,24 @@ def resolve_task(name: str, spec: Mapping) -> Task:
         tuple(spec.get("classes") or ()),
         spec.get("top_k"),
         float(spec.get("weight", 1.0)),
+        _version(split_manifest(spec["root"], "train")),
     )
 
 
+def _version(path: Path) -> tuple[int, int] | None:
+    """What tells a rewritten manifest from the one read before: (modification time in ns, size); None for a
+    missing file (reading it names the problem)."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
 @cache
-def _resolve(name, kind, root, label, classes, top_k, weight) -> Task:
+def _resolve(name, kind, root, label, classes, top_k, weight, version) -> Task:
+    # Cached per manifest version: the objective and every split of a run resolve the same tasks from one read,
+    # and a manifest rewritten since (prepare rerun) is read afresh.
     task = Task(name, kind, root, label, classes, weight=weight)
     table = read_manifest(task.manifest("train"))
     missing = [c for c in label if c not in table.columns]
