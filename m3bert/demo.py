@@ -32,7 +32,8 @@ from m3bert.common.files import write_csv, write_json, write_text
 from m3bert.common.prepared import MANIFEST
 from m3bert.data import read_manifest
 from m3bert.export import export
-from m3bert.extract import OtherSettings, assign_ids, extract, find_inputs
+from m3bert.extract import OtherSettings, extract
+from m3bert.features.inputs import assign_ids, find_inputs
 from m3bert.prepare import prepare
 from m3bert.report import markdown_table
 from m3bert.tasks.clip_probe import FEATURES_BASELINE, clip_probe, feature_statistics, verdict

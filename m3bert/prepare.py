@@ -48,7 +48,14 @@ from m3bert.common import prepared
 from m3bert.common.configs import Rule, check_config, config_dir
 from m3bert.common.devices import resolve_device
 from m3bert.common.errors import ConfigError, reports_errors
-from m3bert.common.files import remove_stale_temp_files, write_bytes, write_csv, write_json, write_npy, write_npz
+from m3bert.common.files import (
+    remove_stale_temp_files,
+    write_bytes,
+    write_json,
+    write_npy,
+    write_npz,
+    write_rows,
+)
 from m3bert.data.validation import check_finite, check_shape, manifest_key, record_validated
 from m3bert.features import AudioError, audio_info, build_feature_extractor, load_audio
 from m3bert.features.normalize import dataset_statistics
@@ -300,11 +307,6 @@ def write_features(
     return outcome
 
 
-def write_table(rows: list[dict], path: Path, columns: list[str] | None = None) -> None:
-    table = pd.DataFrame(rows, columns=columns)
-    write_csv(table, path)
-
-
 def write_manifest(rows: list[dict], path: Path, columns: list[str], feature_dim: int) -> None:
     """A manifest of clips whose files this run checked (shape, frames, finite values), recorded as validated so
     that training opens none of them at start-up."""
@@ -372,7 +374,7 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
     for split in prepared.SPLITS:
         chosen = [r for r in rows if r["split"] == split]
         write_manifest(chosen, prepared.split_manifest(out, split), columns, extractor.feature_dim)
-    write_table(failures, out / prepared.FAILURES, columns=["track_id", "audio", "reason"])
+    write_rows(failures, out / prepared.FAILURES, columns=["track_id", "audio", "reason"])
     normalization = write_dataset_statistics(rows, out, extractor.feature_dim)
     reasons = Counter(f["reason"].split(":")[0] for f in failures)
     summary = {
