@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from m3bert.common import checkpoints
-from m3bert.common.checkpoints import named
+from m3bert.common.checkpoints import find_checkpoint, named  # noqa: F401  (find_checkpoint: its old import path)
 from m3bert.common.files import write_bytes, write_json
 from m3bert.common.version import package_version
 from m3bert.features import FEATURE_SETS, Normalization, SpectralConfig, build_feature_extractor
