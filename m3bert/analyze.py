@@ -33,14 +33,14 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from m3bert.common import checkpoints
 from m3bert.common.configs import Rule, check_config, config_dir
 from m3bert.common.errors import reports_errors
-from m3bert.common.figures import save_figure
+from m3bert.common.figures import attention_figure, heatmap_figure, layer_weights_figure, save_figure
 from m3bert.common.files import write_csv, write_json, write_npz
-from m3bert.extract import assign_ids, find_inputs
 from m3bert.features import AudioError, load_audio
+from m3bert.features.inputs import assign_ids, find_inputs
 from m3bert.inference.representations import Representations
-from m3bert.training import checkpoint
 
 log = logging.getLogger(__name__)
 P_VALUE_NOTE = (
@@ -142,74 +142,6 @@ def block_max_abs_r(r: np.ndarray, owners: list[str]) -> tuple[np.ndarray, list[
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices (constant series) give NaN, as they should
         per_target = np.nanmax(np.abs(r), axis=1)  # (layers, targets)
         return np.stack([np.nanmax(per_target[:, owners_arr == b], axis=1) for b in blocks], axis=1), blocks
-
-
-# -------------------------------------------------------------------------------------------------- figures
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display where analyses run
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def heatmap_figure(matrix: np.ndarray, layers: list[int], blocks: list[str], title: str):
-    plt = _pyplot()
-    fig, ax = plt.subplots(
-        figsize=(max(4.0, 0.9 * len(blocks) + 2.5), max(3.0, 0.35 * len(layers) + 1.5)), constrained_layout=True
-    )
-    image = ax.imshow(matrix, aspect="auto", cmap="viridis", vmin=0, vmax=1, origin="lower")
-    ax.set_xticks(range(len(blocks)), blocks, rotation=45, ha="right")
-    ax.set_yticks(range(len(layers)), [("embedding" if i == 0 else f"layer {i}") for i in layers])
-    if matrix.size <= 400:
-        for (i, j), value in np.ndenumerate(matrix):
-            ax.text(
-                j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white" if value < 0.6 else "black"
-            )
-    fig.colorbar(image, ax=ax, label="max |r|")
-    ax.set_title(title)
-    return fig
-
-
-def layer_weights_figure(weights: dict[str, np.ndarray]):
-    plt = _pyplot()
-    fig, axes = plt.subplots(
-        len(weights), 1, figsize=(7, 2.2 * len(weights) + 0.5), squeeze=False, constrained_layout=True
-    )
-    for ax, (task, w) in zip(axes[:, 0], weights.items()):
-        ax.bar(range(len(w)), w, color="tab:blue")
-        ax.axhline(1 / len(w), color="grey", linewidth=0.8, linestyle="--", label="uniform")
-        ax.set_ylabel("weight")
-        ax.set_title(task)
-        ax.set_xticks(range(len(w)), ["emb"] + [str(i) for i in range(1, len(w))])
-    axes[-1, 0].set_xlabel("hidden state (emb = embedding output, then layers)")
-    axes[0, 0].legend(loc="upper right")
-    return fig
-
-
-def attention_figure(maps: list[np.ndarray], titles: list[str], seconds: float, suptitle: str):
-    """One (tokens, tokens) map per panel; axes in seconds from the window start."""
-    plt = _pyplot()
-    cols = min(4, len(maps))
-    rows = -(-len(maps) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False, constrained_layout=True)
-    for ax in axes.ravel()[len(maps) :]:
-        ax.axis("off")
-    for ax, values, title in zip(axes.ravel(), maps, titles):
-        ax.imshow(
-            values,
-            cmap="magma",
-            origin="upper",
-            extent=(0, seconds, seconds, 0),
-            interpolation="nearest",
-            vmax=float(np.quantile(values, 0.99)) or None,
-        )
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("key (s)", fontsize=8)
-        ax.set_ylabel("query (s)", fontsize=8)
-    fig.suptitle(suptitle)
-    return fig
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -405,11 +337,8 @@ FEATURIZER_WEIGHTS = re.compile(r"^heads\.(?P<task>.+)\.featurizer\.weights$")
 
 def featurizer_weights(path: str | Path) -> dict[str, np.ndarray]:
     """task -> softmax weights over hidden states (embedding output first) of a fine-tuning checkpoint."""
-    from m3bert.inference.pretrained import find_checkpoint
-
-    file = find_checkpoint(path)
-    state = checkpoint.load(file)
-    model = state.get("model", {}) if isinstance(state, dict) else {}
+    file = checkpoints.find_checkpoint(path)
+    model = checkpoints.load(file).get("model", {})
     found = {m["task"]: v.float().softmax(0).numpy() for k, v in model.items() if (m := FEATURIZER_WEIGHTS.match(k))}
     if not found:
         raise ValueError(

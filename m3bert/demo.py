@@ -29,15 +29,17 @@ from hydra import compose, initialize_config_dir
 from m3bert.common.configs import config_dir
 from m3bert.common.errors import reports_errors
 from m3bert.common.files import write_csv, write_json, write_text
+from m3bert.common.prepared import MANIFEST
 from m3bert.common.tables import markdown_table
 from m3bert.data import read_manifest
 from m3bert.export import export
-from m3bert.extract import OtherSettings, assign_ids, extract, find_inputs
+from m3bert.extract import OtherSettings, extract
+from m3bert.features.inputs import assign_ids, find_inputs
 from m3bert.prepare import prepare
 from m3bert.tasks.clip_probe import FEATURES_BASELINE, clip_probe, feature_statistics, verdict
 from m3bert.train import run
-from m3bert.training import records
-from m3bert.training.schemas import check_train_config  # (importing it registers the typed schemas)
+from m3bert.training import records, schemas
+from m3bert.training.schemas import check_train_config
 
 log = logging.getLogger("m3bert.demo")
 MODES = ("frozen", "finetune", "scratch", "baseline")
@@ -46,6 +48,7 @@ DEFAULT_CLIP_EMBEDDING = "m3bert mean+std, last layer"
 
 
 def compose_config(name: str, overrides: list[str]):
+    schemas.register()
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         return compose(name, overrides=overrides)
 
@@ -138,7 +141,7 @@ def clip_level_probe(root: Path, prepared: Path, tasks: dict, seed: int = 0) -> 
     from m3bert.tasks import resolve_task
 
     model = export(root / "pretrain", root / "model")
-    manifest = read_manifest(prepared / "manifest.csv")
+    manifest = read_manifest(prepared / MANIFEST)
     inputs = root / "clip_probe_inputs.csv"
     audio = [str(Path(a).resolve()) for a in manifest["audio"]]
     write_csv(pd.DataFrame({"audio": audio}), inputs)

@@ -38,17 +38,24 @@ from typing import Any
 
 import hydra
 import numpy as np
-import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from m3bert.common.configs import Rule, check_config, config_dir
 from m3bert.common.errors import DiskFullError, reports_errors
-from m3bert.common.files import remove_stale_temp_files, reserve, write_csv, write_json, write_npy, write_npz
+from m3bert.common.files import (
+    remove_stale_temp_files,
+    reserve,
+    write_json,
+    write_npy,
+    write_npz,
+    write_rows,
+)
 from m3bert.features import AudioError, audio_info
+from m3bert.features.inputs import assign_ids, find_inputs
 from m3bert.inference.pretrained import fingerprint
 from m3bert.inference.representations import Representations
-from m3bert.models.pooling import STD_FLOOR
+from m3bert.models.pooling import RunningPool
 
 log = logging.getLogger(__name__)
 # Clip-level embeddings written per file; the last one is written last, so its file marks a finished id.
@@ -98,62 +105,6 @@ def remove_leftovers(out: Path) -> None:
         log.warning("Removed %s, left by an interrupted run", path)
 
 
-def find_inputs(spec: str | os.PathLike, extensions: list[str], column: str = "audio") -> tuple[list[Path], Path]:
-    """Audio files named by ``spec`` (a file, a folder or a manifest csv) and the folder their ids are relative to.
-
-    Raises:
-        FileNotFoundError: ``spec`` does not exist. ValueError: a folder without audio, or a csv without ``column``.
-    """
-    path = Path(spec)
-    if not path.exists():
-        raise FileNotFoundError(f"input={spec}: no such file or folder")
-    if path.is_dir():
-        wanted = {"." + e.lower().lstrip(".") for e in extensions}
-        files = sorted(
-            p
-            for p in path.rglob("*")
-            if p.is_file()
-            and p.suffix.lower() in wanted
-            and not any(part.startswith(".") for part in p.relative_to(path).parts)
-        )
-        if not files:
-            raise ValueError(
-                f"input={spec}: no audio files ({', '.join(sorted(wanted))}) in the folder; "
-                "set extensions=[...] if yours end differently"
-            )
-        return files, path
-    if path.suffix.lower() != ".csv":
-        return [path], path.parent
-    table = pd.read_csv(path)
-    if column not in table.columns:
-        raise ValueError(
-            f"{path}: no {column!r} column (columns: {list(table.columns)}); "
-            f"set manifest_column= to the column that holds the audio paths"
-        )
-    files = list(dict.fromkeys(p if p.is_absolute() else path.parent / p for p in map(Path, table[column].astype(str))))
-    if not files:
-        raise ValueError(f"{path}: the manifest lists no files")
-    root = Path(os.path.commonpath([str(p.parent.resolve()) for p in files]))
-    return files, root
-
-
-def assign_ids(files: list[Path], root: Path) -> tuple[dict[Path, str], list[dict]]:
-    """file -> output id (its path under ``root`` without the extension), and failures for colliding ids."""
-    ids, taken, failures = {}, {}, []
-    for file in files:
-        try:
-            rel = file.resolve().relative_to(root.resolve())
-        except ValueError:
-            rel = Path(file.name)
-        name = rel.with_suffix("").as_posix()
-        if name in taken:
-            failures.append({"audio": str(file), "id": name, "reason": f"same output id as {taken[name]}; rename one"})
-            continue
-        taken[name] = file
-        ids[file] = name
-    return ids, failures
-
-
 class Outputs:
     """Where the files of one id go, and whether an earlier run finished them."""
 
@@ -186,9 +137,7 @@ def encode_to_disk(
     (``mean`` and ``max`` (layers, hidden), ``mean_std`` (layers, 2 hidden); float32) and the number of tokens."""
     layers, hidden = len(rep.layers), rep.hidden_size
     tokens = math.ceil(len(features) / rep.downsample)
-    total = np.zeros((layers, hidden))
-    squares = np.zeros((layers, hidden))
-    peak = np.full((layers, hidden), -np.inf, dtype=np.float32)
+    pool = RunningPool()
     out = tmp = None
     if frames_path is not None:
         frames_path.parent.mkdir(parents=True, exist_ok=True)
@@ -198,12 +147,10 @@ def encode_to_disk(
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(layers, tokens, hidden))
             reserve(tmp)  # a full disk is then an error here, not a SIGBUS when the map is written
         for start, states in rep.stream(features):
-            chunk = states.float().cpu().numpy()
-            total += chunk.sum(1, dtype=np.float64)
-            squares += np.square(chunk, dtype=np.float64).sum(1)
-            np.maximum(peak, chunk.max(1), out=peak)
+            chunk = states.float().cpu()
+            pool.add(chunk)
             if out is not None:
-                out[:, start : start + chunk.shape[1]] = chunk
+                out[:, start : start + chunk.shape[1]] = chunk.numpy()
         if out is not None:
             out.flush()
             del out
@@ -212,10 +159,7 @@ def encode_to_disk(
         if tmp is not None:
             tmp.unlink(missing_ok=True)
         raise
-    mean = total / tokens
-    std = np.sqrt(np.maximum(squares / tokens - mean**2, STD_FLOOR))  # float64 sums: no cancellation worth fearing
-    pooled = {"mean": mean, "mean_std": np.concatenate([mean, std], axis=-1), "max": peak}
-    return {how: pooled[how].astype(np.float32) for how in POOLED}, tokens
+    return {how: pool.result(how).numpy() for how in POOLED}, tokens
 
 
 def save_array(path: Path, array: np.ndarray) -> None:
@@ -282,11 +226,6 @@ def index_row(rep: Representations, outputs: Outputs, id_: str, audio: Path) -> 
         "frames_file": rel(outputs.frames(id_)) if outputs.frame_level else "",
         **{f"{how}_file": rel(outputs.pooled(id_, how)) for how in POOLED},
     }
-
-
-def write_table(rows: list[dict], path: Path, columns: list[str]) -> None:
-    table = pd.DataFrame(rows, columns=columns)
-    write_csv(table, path)
 
 
 def pack_npz(rows: list[dict], outputs: Outputs, path: Path) -> None:
@@ -373,7 +312,7 @@ def extract(cfg: DictConfig) -> dict[str, Any]:
                     audio_seconds += seconds
                 except (torch.OutOfMemoryError, DiskFullError):
                     raise  # not a property of the file: lower batch_size or window.frames, or free disk space
-                except (AudioError, OSError, ValueError, RuntimeError) as err:
+                except (AudioError, OSError, ValueError) as err:  # a bad file; any other error is a bug, and stops
                     reason = f"{type(err).__name__}: {err}"
                     failures.append({"audio": str(file), "id": id_, "reason": reason})
                     log.warning("skipped %s", reason if isinstance(err, AudioError) else f"{file}: {reason}")
@@ -384,8 +323,8 @@ def extract(cfg: DictConfig) -> dict[str, Any]:
         bar.close()
         # Also on an interrupt: the index then lists what is done, and the rerun does the rest.
         rows = [index_row(rep, outputs, ids[f], f) for f in ids if outputs.done(ids[f])]
-        write_table(rows, out / "index.csv", columns=list(rows[0]) if rows else ["id"])
-        write_table(failures, out / "failures.csv", columns=["audio", "id", "reason"])
+        write_rows(rows, out / "index.csv", columns=list(rows[0]) if rows else ["id"])
+        write_rows(failures, out / "failures.csv", columns=["audio", "id", "reason"])
     if cfg.format == "npz":
         pack_npz(rows, outputs, out / "embeddings.npz")
     wall = time.perf_counter() - started

@@ -42,19 +42,27 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
-import m3bert.training.schemas  # noqa: F401  (registers the typed schemas before Hydra composes)
-from m3bert.adapters.base import SPLITS, Track
+from m3bert.adapters.base import Track
 from m3bert.adapters.splits import check_fractions, random_split
+from m3bert.common import prepared
 from m3bert.common.configs import Rule, check_config, config_dir
 from m3bert.common.devices import resolve_device
 from m3bert.common.errors import ConfigError, reports_errors
-from m3bert.common.files import remove_stale_temp_files, write_bytes, write_csv, write_json, write_npy, write_npz
-from m3bert.data import stats_path
+from m3bert.common.files import (
+    remove_stale_temp_files,
+    write_bytes,
+    write_json,
+    write_npy,
+    write_npz,
+    write_rows,
+)
 from m3bert.data.validation import check_finite, check_shape, manifest_key, record_validated
-from m3bert.features import NORMALIZATION_FILE, AudioError, audio_info, build_feature_extractor, load_audio
+from m3bert.features import AudioError, audio_info, build_feature_extractor, load_audio
 from m3bert.features.normalize import dataset_statistics
+from m3bert.training import schemas
 
 log = logging.getLogger(__name__)
+schemas.register()  # before Hydra composes
 CLIP_POLICIES = ("first", "middle", "segments", "full")
 PREPARE_RULES = {
     "dtype": Rule(choices=("float32", "float16")),
@@ -120,7 +128,7 @@ def plan_clips(
         raise ValueError(f"clip.policy must be one of {CLIP_POLICIES}, got {policy!r}")
     clips, failures = [], []
     for track in tracks:
-        stem = f"features/{track.track_id}"
+        stem = prepared.feature_stem(track.track_id)
         try:
             duration = audio_info(track.audio).duration_s
         except AudioError as err:
@@ -186,7 +194,7 @@ def existing_frames(path: Path, feature_dim: int, dtype: np.dtype) -> int | None
         array = np.load(path, mmap_mode="r")
         check_shape(array, str(path), feature_dim, array.shape[0] if array.ndim else 0, None)
         check_finite(array, str(path))
-        stats = np.load(stats_path(path), mmap_mode="r")
+        stats = np.load(prepared.stats_path(path), mmap_mode="r")
     except (OSError, ValueError, EOFError):  # ManifestError is a ValueError
         return None
     if stats.shape != (2, feature_dim):
@@ -196,7 +204,7 @@ def existing_frames(path: Path, feature_dim: int, dtype: np.dtype) -> int | None
 
 def save_features(path: Path, features: np.ndarray, stats: np.ndarray) -> None:
     # Statistics first: a feature file that exists always has its statistics (existing_frames checks both).
-    write_npy(stats, stats_path(path))
+    write_npy(stats, prepared.stats_path(path))
     write_npy(features, path)
 
 
@@ -206,11 +214,11 @@ def write_dataset_statistics(rows: list[dict], out: Path, feature_dim: int) -> d
     chosen = [r for r in rows if split == "all" or r["split"] == "train"]
     if not chosen:
         return {}
-    stats = np.stack([np.load(stats_path(out / r["file_path"])) for r in chosen])
+    stats = np.stack([np.load(prepared.stats_path(out / r["file_path"])) for r in chosen])
     frames = np.array([r["length"] for r in chosen])
     mean, std = dataset_statistics(stats, frames)
-    write_npz(out / NORMALIZATION_FILE, mean=mean.astype(np.float32), std=std.astype(np.float32))
-    return {"file": NORMALIZATION_FILE, "split": split, "clips": len(chosen), "frames": int(frames.sum())}
+    write_npz(out / prepared.NORMALIZATION, mean=mean.astype(np.float32), std=std.astype(np.float32))
+    return {"file": prepared.NORMALIZATION, "split": split, "clips": len(chosen), "frames": int(frames.sum())}
 
 
 def manifest_row(clip: Excerpt, frames: int, split: str) -> dict[str, Any]:
@@ -299,11 +307,6 @@ def write_features(
     return outcome
 
 
-def write_table(rows: list[dict], path: Path, columns: list[str] | None = None) -> None:
-    table = pd.DataFrame(rows, columns=columns)
-    write_csv(table, path)
-
-
 def write_manifest(rows: list[dict], path: Path, columns: list[str], feature_dim: int) -> None:
     """A manifest of clips whose files this run checked (shape, frames, finite values), recorded as validated so
     that training opens none of them at start-up."""
@@ -324,7 +327,7 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
     check_prepare_config(cfg)
     started = time.perf_counter()
     out = Path(cfg.out)
-    for stale in remove_stale_temp_files(out / "features", recursive=True) + remove_stale_temp_files(out):
+    for stale in remove_stale_temp_files(out / prepared.FEATURES, recursive=True) + remove_stale_temp_files(out):
         log.warning("Removed %s, a partial file of an interrupted run", stale)
     tracks: list[Track] = list(instantiate(cfg.dataset.source))
     if cfg.limit:
@@ -367,19 +370,20 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
     reasons = Counter(f["reason"].split(":")[0] for f in failures)
     if not outcome.rows:
         # Nothing to train on: say why instead of writing empty manifests over an earlier run's.
-        write_table(failures, out / "failures.csv", columns=["track_id", "audio", "reason"])
+        write_rows(failures, out / prepared.FAILURES, columns=["track_id", "audio", "reason"])
         counted = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
         raise ValueError(
             f"{out}: no clip was prepared from {len(tracks)} tracks ({counted}; each file and reason in "
-            f"{out / 'failures.csv'}); fix or remove those files, or lower clip.min_seconds for short ones"
+            f"{out / prepared.FAILURES}); fix or remove those files, or lower clip.min_seconds for short ones"
         )
 
     rows = sorted(outcome.rows, key=lambda r: r["file_path"])
     columns = list(dict.fromkeys(key for row in rows for key in row))  # a label only some clips carry included
-    write_manifest(rows, out / "manifest.csv", columns, extractor.feature_dim)
-    for split in SPLITS:
-        write_manifest([r for r in rows if r["split"] == split], out / f"{split}.csv", columns, extractor.feature_dim)
-    write_table(failures, out / "failures.csv", columns=["track_id", "audio", "reason"])
+    write_manifest(rows, out / prepared.MANIFEST, columns, extractor.feature_dim)
+    for split in prepared.SPLITS:
+        chosen = [r for r in rows if r["split"] == split]
+        write_manifest(chosen, prepared.split_manifest(out, split), columns, extractor.feature_dim)
+    write_rows(failures, out / prepared.FAILURES, columns=["track_id", "audio", "reason"])
     normalization = write_dataset_statistics(rows, out, extractor.feature_dim)
     summary = {
         "dataset": cfg.dataset.source._target_,
@@ -401,7 +405,7 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
         "normalization": normalization,
         "device": str(device),
     }
-    write_json(summary, out / "summary.json")
+    write_json(summary, out / prepared.SUMMARY)
     log.info(
         "%d clips (%.2f h of audio, %d reused), %d failures%s; manifests in %s",
         len(rows),

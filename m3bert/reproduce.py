@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from m3bert.common import prepared
 from m3bert.common.errors import UserError, reports_errors, user_message
 
 log = logging.getLogger("m3bert.reproduce")
@@ -121,8 +122,10 @@ def compose(name: str, overrides: Sequence[str], hydra: bool = False):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    import m3bert.training.schemas  # noqa: F401  (registers the typed schemas and resolvers)
     from m3bert.common.configs import config_dir
+    from m3bert.training import schemas
+
+    schemas.register()
 
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         return hydra_compose(name, overrides=list(overrides), return_hydra_config=hydra)
@@ -153,7 +156,7 @@ def plan(scale: Scale, root: Path, seeds: Sequence[int], extra: Sequence[str] = 
 
 def is_prepared(prepare_cfg) -> bool:
     """Whether ``python -m m3bert.prepare`` has written the folder this prepare config names (its training split)."""
-    return (Path(prepare_cfg.out) / "train.csv").is_file()
+    return prepared.is_prepared(prepare_cfg.out)
 
 
 def missing_datasets(scale: Scale, stages: Sequence[str], pretrained: bool = False) -> list[str]:

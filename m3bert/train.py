@@ -20,12 +20,14 @@ from omegaconf import DictConfig
 
 from m3bert.common.configs import config_dir
 from m3bert.common.errors import reports_errors
-from m3bert.training import distributed, records
+from m3bert.training import distributed, records, schemas
 from m3bert.training.preemption import Preempted
-from m3bert.training.schemas import check_train_config  # (importing it registers the typed schemas)
+from m3bert.training.schemas import check_train_config
 from m3bert.training.trainer import Trainer
 
 log = logging.getLogger("m3bert")
+# Before Hydra composes, here and in the processes of a multirun launcher, which import this module.
+schemas.register()
 
 
 def fit(cfg: DictConfig, run_dir: str | Path) -> dict:

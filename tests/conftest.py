@@ -9,7 +9,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-import m3bert.training.schemas  # noqa: F401  (registers the typed schemas)
+from m3bert.training import schemas
+
+schemas.register()  # the typed schemas and resolvers, as every entry point registers them
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"

@@ -19,7 +19,7 @@ import torch
 from conftest import CONF, ROOT, TINY, crash_after_checkpoint, make_config, task_overrides
 from hydra import compose, initialize_config_dir
 
-from m3bert.common import files
+from m3bert.common import checkpoints, files
 from m3bert.common.errors import ConfigError, DiskFullError, user_message
 from m3bert.data.manifest import ManifestError
 from m3bert.extract import extract
@@ -28,7 +28,6 @@ from m3bert.inference.pretrained import load_pretrained, save_pretrained
 from m3bert.models import M3BERT, M3BERTConfig
 from m3bert.prepare import check_prepare_config, prepare
 from m3bert.train import run
-from m3bert.training import checkpoint
 from m3bert.training.schemas import check_train_config
 
 QUICK = [
@@ -97,8 +96,8 @@ def crash_after_step_4(run_dir, monkeypatch) -> None:
 def assert_same_run(got, expected, step: int = 6) -> None:
     """Bitwise-equal losses at every step and weights at the end."""
     assert losses(got) == losses(expected)
-    a = checkpoint.load(expected / f"checkpoints/step_{step:07d}.pt")["model"]
-    b = checkpoint.load(got / f"checkpoints/step_{step:07d}.pt")["model"]
+    a = checkpoints.load(expected / f"checkpoints/step_{step:07d}.pt")["model"]
+    b = checkpoints.load(got / f"checkpoints/step_{step:07d}.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -114,10 +113,10 @@ DAMAGE = {
 @pytest.mark.parametrize("damage", DAMAGE)
 def test_every_kind_of_damaged_checkpoint_is_refused_naming_the_file(tmp_path, damage):
     path = tmp_path / "step_0000004.pt"
-    checkpoint.save({"model": {}, "step": 4}, path)
+    checkpoints.save({"model": {}, "step": 4}, path)
     DAMAGE[damage](path)
-    with pytest.raises(checkpoint.CheckpointError, match=f"^{path}: (cannot read|not an m3bert)"):
-        checkpoint.load(path, required=checkpoint.TRAINING_KEYS)
+    with pytest.raises(checkpoints.CheckpointError, match=f"^{path}: (cannot read|not an m3bert)"):
+        checkpoints.load(path, required=checkpoints.TRAINING_KEYS)
 
 
 # One kind in the default suite (the resume loop treats every CheckpointError alike), all of them in `slow`.
@@ -142,9 +141,9 @@ def test_an_unreadable_latest_checkpoint_is_set_aside_and_the_one_before_used(
 def test_loading_a_damaged_checkpoint_as_a_model_names_the_file_and_the_key(tmp_path, damage):
     bad = tmp_path / "best.pt"
     DAMAGE[damage](bad)
-    with pytest.raises((checkpoint.CheckpointError, ValueError), match=f"^{bad}: "):
+    with pytest.raises((checkpoints.CheckpointError, ValueError), match=f"^{bad}: "):
         load_pretrained(bad)
-    with pytest.raises((checkpoint.CheckpointError, ValueError), match=f"encoder.checkpoint={bad}"):
+    with pytest.raises((checkpoints.CheckpointError, ValueError), match=f"encoder.checkpoint={bad}"):
         load_pretrained(bad, key="encoder.checkpoint")
 
 
@@ -223,26 +222,26 @@ def test_torch_saves_short_write_counts_as_a_full_disk_only_when_the_disk_is_ful
         handle.write(b"PK")
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 278400 vs 278288")
 
-    monkeypatch.setattr(checkpoint.torch, "save", zip_writer_error)
+    monkeypatch.setattr(checkpoints.torch, "save", zip_writer_error)
     monkeypatch.setattr(files, "nearly_full", lambda folder: not free)
     with pytest.raises(RuntimeError if free else DiskFullError):
-        checkpoint.save({"step": 1}, tmp_path / "step_0000001.pt")
+        checkpoints.save({"step": 1}, tmp_path / "step_0000001.pt")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_disk_full_at_a_checkpoint_names_it_and_keeps_the_earlier_ones(tmp_path, monkeypatch):
-    save = checkpoint.torch.save
+    save = checkpoints.torch.save
 
     def save_until_full(state, handle):
         if state["step"] == 4:
             raise_enospc()
         save(state, handle)
 
-    monkeypatch.setattr(checkpoint.torch, "save", save_until_full)
+    monkeypatch.setattr(checkpoints.torch, "save", save_until_full)
     with pytest.raises(DiskFullError, match=r"step_0000004\.pt: no space left"):
         run(make_config(*QUICK, "trainer.max_steps=6", "trainer.save_every=2"), tmp_path)
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_0000002.pt"]
-    assert checkpoint.load(tmp_path / "checkpoints" / "step_0000002.pt")["step"] == 2
+    assert checkpoints.load(tmp_path / "checkpoints" / "step_0000002.pt")["step"] == 2
 
 
 def test_disk_full_while_appending_to_the_log_names_it(tmp_path, monkeypatch):
@@ -517,18 +516,19 @@ KILLED_RUN = textwrap.dedent(
     sys.path.insert(0, {tests!r})
     from conftest import make_config
     from m3bert.train import run
-    from m3bert.training import checkpoint, trainer
+    from m3bert.common import checkpoints
+    from m3bert.training import trainer
 
     kill_at, during_save = int(sys.argv[2]), sys.argv[3] == "save"
     if during_save:
-        save = checkpoint.torch.save
+        save = checkpoints.torch.save
         def save_half_then_die(state, handle):
             if state["step"] == kill_at:
                 handle.write(b"PK half a checkpoint")
                 handle.flush()
                 os.kill(os.getpid(), signal.SIGKILL)
             save(state, handle)
-        checkpoint.torch.save = save_half_then_die
+        checkpoints.torch.save = save_half_then_die
     else:
         step = trainer.Trainer.train_step
         def step_then_die(self, batches):

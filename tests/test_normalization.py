@@ -13,6 +13,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 import m3bert.hear as hear
+from m3bert.common import checkpoints
 from m3bert.data import ManifestDataset, ManifestError, stats_path
 from m3bert.export import export
 from m3bert.features import Normalization, build_feature_extractor, cmvn, cmvn_with_stats, load_audio
@@ -21,7 +22,7 @@ from m3bert.inference.pretrained import CONFIG_FILE, load_pretrained
 from m3bert.inference.representations import Representations
 from m3bert.prepare import prepare
 from m3bert.train import run
-from m3bert.training import checkpoint
+from m3bert.training.trainer import Trainer
 
 RATE = 22050
 
@@ -160,7 +161,7 @@ def test_dataset_normalisation_round_trips_through_pretraining_export_extraction
     pretrain = tmp_path / "pretrain"
     run(make_config(*overrides), pretrain)
     expected = Normalization.from_folder(out)
-    state = checkpoint.load(pretrain / "checkpoints" / "best.pt")
+    state = checkpoints.load(pretrain / "checkpoints" / "best.pt")
     assert Normalization.from_dict(state["normalization"]) == expected
 
     model = export(pretrain, tmp_path / "model")
@@ -186,8 +187,11 @@ def test_dataset_normalisation_round_trips_through_pretraining_export_extraction
                 f"encoder.checkpoint={model}",
             ],
         )
-    finetune = instantiate(cfg.dataset.train)
+    cfg.trainer.max_steps, cfg.trainer.val_every, cfg.trainer.batch_size = 2, 2, 2
+    trainer = Trainer(cfg, tmp_path / "finetune")  # the objective hands the encoder's normalisation to each split
+    finetune = trainer.train_set
     assert finetune.normalization == expected
+    assert trainer.val_set.normalization == expected and trainer.build_split("test").normalization == expected
     for row in range(len(manifest)):
         path = audio / (manifest.iloc[row].track_id + ".wav")
         reference = served[row].features
@@ -200,9 +204,8 @@ def test_dataset_normalisation_round_trips_through_pretraining_export_extraction
     # The model reads the features it was trained on: not the per-file-normalised ones.
     assert not torch.allclose(served[0].features, torch.from_numpy(np.load(out / manifest.file_path[0])), atol=0.1)
     # A fine-tuning run on top trains on those inputs (two steps) and records the encoder's normalisation.
-    cfg.trainer.max_steps, cfg.trainer.val_every, cfg.trainer.batch_size = 2, 2, 2
     run(cfg, tmp_path / "finetune")
-    state = checkpoint.load(tmp_path / "finetune" / "checkpoints" / "best.pt")
+    state = checkpoints.load(tmp_path / "finetune" / "checkpoints" / "best.pt")
     assert Normalization.from_dict(state["normalization"]) == expected
 
 
@@ -269,6 +272,6 @@ def test_pretraining_on_several_corpora_records_the_pooled_normalisation(tmp_pat
         "dataset.max_frames=16",
     )
     run(cfg, tmp_path / "run")
-    saved = checkpoint.load(tmp_path / "run" / "checkpoints" / "step_0000002.pt")["normalization"]
+    saved = checkpoints.load(tmp_path / "run" / "checkpoints" / "step_0000002.pt")["normalization"]
     data = instantiate(cfg.dataset.train)
     assert saved == data.normalization.to_dict() and saved["kind"] == "dataset" and len(saved["mean"]) == 324

@@ -7,11 +7,11 @@ import torch
 from conftest import CONF, TINY, make_config, write_task_data
 from omegaconf import OmegaConf
 
+from m3bert.common import checkpoints
 from m3bert.export import export
 from m3bert.features import FEATURE_SETS
 from m3bert.objectives import Objective, StepOutput
 from m3bert.train import run
-from m3bert.training import checkpoint
 
 
 def finetune_gtzan(tmp_path, checkpoint, *extra: str) -> list[str]:
@@ -89,7 +89,7 @@ def test_logmel_pretraining_with_the_default_masking_runs_and_records_its_featur
     assert cfg.model.input_dim == cfg.dataset.feature_dim == 128
     assert list(cfg.masking.channels.channel_range) == [0, 128]  # CCM keeps to the blocks the feature set has
     run(cfg, tmp_path / "run")
-    state = checkpoint.load(tmp_path / "run/checkpoints/best.pt")
+    state = checkpoints.load(tmp_path / "run/checkpoints/best.pt")
     assert state["config"]["features"]["name"] == "logmel128"
     export(tmp_path / "run", tmp_path / "model")
     assert json.loads((tmp_path / "model/config.json").read_text())["features"]["feature_set"] == "logmel128"

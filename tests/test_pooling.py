@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from m3bert.inference.representations import Representation
-from m3bert.models.pooling import masked_pool, pooled_dim
+from m3bert.models.pooling import POOLINGS, RunningPool, masked_pool, pooled_dim
 from m3bert.tasks.heads import Pooling
 
 # Two clips of three 2-channel frames; the second has one valid frame, then padding that must not count.
@@ -41,3 +41,13 @@ def test_clip_embeddings_pool_every_layer():
     assert rep.pooled("mean_std").shape == (2, 4)
     torch.testing.assert_close(rep.pooled("mean_std")[0], masked_pool(X[0], None, "mean_std"))
     torch.testing.assert_close(rep.pooled("max"), X.amax(1))
+
+
+def test_running_pool_of_chunks_is_the_masked_pool_of_the_whole_sequence():
+    x = torch.randn(3, 50, 8) * 4 + 2  # (layers, frames, dim), an offset that a float32 E[x^2] - E[x]^2 would feel
+    pool = RunningPool()
+    for chunk in x.split([7, 20, 23], dim=1):
+        pool.add(chunk)
+    for how in POOLINGS:
+        torch.testing.assert_close(pool.result(how), masked_pool(x, None, how), rtol=1e-5, atol=1e-5)
+    assert pool.result("mean_std").shape == (3, 16) and pool.frames == 50

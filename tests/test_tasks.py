@@ -1,15 +1,16 @@
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 from conftest import TINY, make_config, write_task_data
 
+from m3bert.common import checkpoints
 from m3bert.data import collate
 from m3bert.objectives import MultiTaskModel
 from m3bert.tasks import MultiTaskDataset, resolve_task
 from m3bert.train import run
-from m3bert.training import checkpoint
 
 TINY_MODEL = dict(input_dim=324, hidden_size=32, num_layers=2, num_heads=4, ffn_size=64, dropout=0.0, max_positions=256)
 
@@ -38,6 +39,19 @@ def test_tasks_encode_labels_from_the_training_vocabulary(tmp_path):
     assert task.encode({"tags": float("nan")}) is None
     with pytest.raises(ValueError, match="needs label column"):
         resolve_task("bad", {"type": "multiclass", "root": str(root), "label": "genre"})
+
+
+def test_a_rewritten_manifest_is_resolved_afresh(tmp_path):
+    import pandas as pd
+
+    root = write_task_data(tmp_path, "multiclass", "genre")
+    spec = {"type": "multiclass", "root": str(root), "label": "genre"}
+    assert resolve_task("genre", spec) is resolve_task("genre", spec)  # one read per manifest version
+    table = pd.read_csv(root / "train.csv")
+    table.loc[0, "genre"] = "zydeco"  # prepare rerun with a new class
+    table.to_csv(root / "train.csv", index=False)
+    classes = resolve_task("genre", spec).classes
+    assert "zydeco" in classes and classes == tuple(sorted(table["genre"].unique()))
 
 
 def test_multitask_batches_mark_which_clips_carry_which_labels(two_tasks):
@@ -93,14 +107,34 @@ def test_frozen_encoder_stays_bit_identical(tmp_path, two_tasks, pretrained):
     ]
     overrides += ["tasks=[gtzan]", f"tasks.gtzan.root={two_tasks['genre']['root']}"]
     run(make_config(*overrides), tmp_path / "frozen")
-    before = checkpoint.load(pretrained / "checkpoints/best.pt")["model"]
-    after = checkpoint.load(tmp_path / "frozen/checkpoints/step_0000006.pt")["model"]
+    before = checkpoints.load(pretrained / "checkpoints/best.pt")["model"]
+    after = checkpoints.load(tmp_path / "frozen/checkpoints/step_0000006.pt")["model"]
     encoder_keys = [k for k in after if k.startswith("encoder.")]
     assert encoder_keys and all(torch.equal(after[k], before[k]) for k in encoder_keys)
     # ... while fine-tuning moves it.
     run(make_config(*overrides, "encoder.mode=finetune"), tmp_path / "tuned")
-    tuned = checkpoint.load(tmp_path / "tuned/checkpoints/step_0000006.pt")["model"]
+    tuned = checkpoints.load(tmp_path / "tuned/checkpoints/step_0000006.pt")["model"]
     assert any(not torch.equal(tuned[k], before[k]) for k in encoder_keys)
+
+
+def test_a_fine_tuning_run_reads_its_encoder_checkpoint_once(tmp_path, two_tasks, pretrained, monkeypatch):
+    reads = []
+    load = checkpoints.load
+
+    def counted(path, *args, **kwargs):
+        reads.append(Path(path))
+        return load(path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoints, "load", counted)
+    overrides = [*TINY, "+experiment=finetune_mtl", "dataset.max_frames=32", "trainer.max_steps=2"]
+    overrides += ["trainer.batch_size=8", "trainer.val_every=2", f"encoder.checkpoint={pretrained}"]
+    overrides += ["tasks=[gtzan]", f"tasks.gtzan.root={two_tasks['genre']['root']}"]
+    # The encoder's modes and the baseline, which reads the checkpoint only for its input normalisation.
+    for mode in ("frozen", "baseline"):
+        reads.clear()
+        run(make_config(*overrides, f"encoder.mode={mode}"), tmp_path / mode)
+        assert [p for p in reads if pretrained in p.parents] == [pretrained / "checkpoints" / "best.pt"]
+        assert tmp_path / mode / "checkpoints" / "best.pt" in reads  # the test split's weights: the count sees reads
 
 
 def test_windows_crops_are_a_fixed_set_of_half_overlapping_windows():

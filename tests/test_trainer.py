@@ -10,8 +10,9 @@ import pytest
 import torch
 from conftest import ROOT, TINY, crash_after_checkpoint, make_config
 
+from m3bert.common import checkpoints
+from m3bert.common.errors import ConfigError
 from m3bert.train import run
-from m3bert.training import checkpoint
 
 QUICK = [
     *TINY,
@@ -54,8 +55,8 @@ def test_resume_continues_exactly_as_if_never_stopped(tmp_path, monkeypatch):
         rtol=1e-5,
         atol=1e-6,
     )
-    a = checkpoint.load(straight / "checkpoints/step_0000024.pt")["model"]
-    b = checkpoint.load(crashed / "checkpoints/step_0000024.pt")["model"]
+    a = checkpoints.load(straight / "checkpoints/step_0000024.pt")["model"]
+    b = checkpoints.load(crashed / "checkpoints/step_0000024.pt")["model"]
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
 
@@ -94,7 +95,7 @@ def test_a_scheduler_signal_checkpoints_the_step_then_hands_over_to_the_schedule
     assert signal.getsignal(SIGNAL) is previous  # and got its signal back
     record = json.loads((preempted / "run.json").read_text())
     assert record["status"] == "preempted" and record["steps"] == 7
-    assert [p.name for p in checkpoint.step_checkpoints(preempted / "checkpoints")][-1] == "step_0000007.pt"
+    assert [p.name for p in checkpoints.step_checkpoints(preempted / "checkpoints")][-1] == "step_0000007.pt"
 
     monkeypatch.setattr(Trainer, "train_step", train_step)
     run(make_config(*overrides), preempted)  # the requeued job: same command, same folder
@@ -119,12 +120,12 @@ def test_without_a_scheduler_a_signal_saves_and_exits_for_a_rerun(tmp_path, monk
     with pytest.raises(SystemExit) as stopped:
         run(make_config(*QUICK, "trainer.max_steps=8", "trainer.save_every=100"), tmp_path)
     assert stopped.value.code == EXIT_PREEMPTED
-    assert checkpoint.step_checkpoints(tmp_path / "checkpoints")[-1].name == "step_0000003.pt"
+    assert checkpoints.step_checkpoints(tmp_path / "checkpoints")[-1].name == "step_0000003.pt"
 
 
 def test_finished_run_continues_when_max_steps_is_raised(tmp_path, caplog):
     run(make_config(*QUICK, "trainer.max_steps=4", "trainer.save_every=2", "trainer.keep=1"), tmp_path)
-    assert [p.name for p in checkpoint.step_checkpoints(tmp_path / "checkpoints")] == ["step_0000004.pt"]
+    assert [p.name for p in checkpoints.step_checkpoints(tmp_path / "checkpoints")] == ["step_0000004.pt"]
     with caplog.at_level("INFO"):
         summary = run(make_config(*QUICK, "trainer.max_steps=6", "trainer.save_every=2"), tmp_path)
     assert "Resuming from" in caplog.text and "at step 4" in caplog.text
@@ -168,7 +169,7 @@ def test_run_folder_holds_summary_figures_and_checkpoints(tmp_path):
     assert (tmp_path / "loss_curves.png").exists()
     names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert names == ["best.pt", "step_0000004.pt"]  # keep=1, and no temporary files left behind
-    state = checkpoint.load(tmp_path / "checkpoints/step_0000004.pt")
+    state = checkpoints.load(tmp_path / "checkpoints/step_0000004.pt")
     assert {"model", "optimizer", "scheduler", "scaler", "step", "rng", "sampler", "config"} <= set(state)
 
 
@@ -183,7 +184,7 @@ def test_non_finite_loss_stops_with_the_step(tmp_path):
     failed_at = int(re.search(r"at step (\d+)", str(err.value)).group(1))
     assert failed_at > 1
     # Checkpoints hold only steps before the divergence.
-    saved = [int(p.stem.split("_")[1]) for p in checkpoint.step_checkpoints(tmp_path / "checkpoints")]
+    saved = [int(p.stem.split("_")[1]) for p in checkpoints.step_checkpoints(tmp_path / "checkpoints")]
     assert saved and max(saved) < failed_at
 
 
@@ -202,6 +203,12 @@ def test_fp16_without_cuda_is_refused(tmp_path):
 def test_tensorboard_logger_writes_events(tmp_path):
     run(make_config(*QUICK, "trainer.max_steps=2", "logger=tensorboard", "trainer.image_every=2"), tmp_path)
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_tensorboard_is_an_optional_extra_named_when_missing(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed: importing it fails
+    with pytest.raises(ConfigError, match=r"logger=tensorboard needs the tensorboard package .*m3bert\[tensorboard\]"):
+        run(make_config(*QUICK, "trainer.max_steps=2", "logger=tensorboard"), tmp_path)
 
 
 def test_wandb_logger_runs_offline_and_resumes_the_same_run(tmp_path, monkeypatch):
@@ -330,7 +337,7 @@ def test_cuda_amp_trains_and_resumes(tmp_path, precision):
     overrides = [*QUICK, "trainer.device=cuda", f"trainer.precision={precision}", "trainer.save_every=3"]
     summary = run(make_config(*overrides, "trainer.max_steps=3"), tmp_path)
     assert summary["precision"] == precision and summary["device"].startswith("cuda")
-    state = checkpoint.load(tmp_path / "checkpoints/step_0000003.pt")
+    state = checkpoints.load(tmp_path / "checkpoints/step_0000003.pt")
     assert (state["scaler"] is not None) == (precision == "fp16")  # a GradScaler only for fp16
     summary = run(make_config(*overrides, "trainer.max_steps=6"), tmp_path)
     assert summary["steps"] == 6 and all(torch.isfinite(torch.tensor(v)) for v in losses(tmp_path).values())
@@ -406,7 +413,7 @@ def test_two_processes_killed_and_resumed_match_an_uninterrupted_run(tmp_path):
     expected, got = losses(tmp_path / "straight"), losses(killed)
     assert sorted(got) == sorted(expected) == list(range(1, 31))
     assert [got[s] for s in range(1, 31)] == [expected[s] for s in range(1, 31)]
-    a = checkpoint.load(tmp_path / "straight/checkpoints/step_0000030.pt")
-    b = checkpoint.load(killed / "checkpoints/step_0000030.pt")
+    a = checkpoints.load(tmp_path / "straight/checkpoints/step_0000030.pt")
+    b = checkpoints.load(killed / "checkpoints/step_0000030.pt")
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert len(b["rng"]) == 2 and not torch.equal(b["rng"][0]["torch"], b["rng"][1]["torch"])

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from m3bert.common.prepared import SPLITS  # the adapters' split names are the prepared folder's
+
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
-SPLITS = ("train", "valid", "test")
 TAG_SEPARATOR = "/"
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from m3bert.common import prepared
 from m3bert.common.files import write_bytes
 from m3bert.common.tables import rounded
 from m3bert.data import ManifestDataset, collate
@@ -49,7 +50,7 @@ def synthetic_manifest(folder: Path, rows: int, seed: int = 0) -> Path:
     ids = [f"TR{i:07d}" for i in range(rows)]
     table = pd.DataFrame(
         {
-            "file_path": [f"features/{i}.npy" for i in ids],
+            "file_path": [f"{prepared.feature_stem(i)}.npy" for i in ids],
             "length": rng.integers(CLIP_FRAMES - 200, CLIP_FRAMES + 1, rows),
             "track_id": ids,
             "split": "train",
@@ -60,9 +61,10 @@ def synthetic_manifest(folder: Path, rows: int, seed: int = 0) -> Path:
         }
     )
     content = table.to_csv(index=False).encode()
-    write_bytes(content, folder / "train.csv")
-    record_validated(folder, "train.csv", manifest_key(content, FEATURE_DIM), rows, by="bench")
-    return folder / "train.csv"
+    manifest = prepared.split_manifest(folder, "train")
+    write_bytes(content, manifest)
+    record_validated(folder, manifest.name, manifest_key(content, FEATURE_DIM), rows, by="bench")
+    return manifest
 
 
 def startup(folder: Path, rows: int) -> dict:
@@ -88,14 +90,15 @@ def startup(folder: Path, rows: int) -> dict:
 def feature_folder(folder: Path, clips: int, dtype: str, seed: int = 0) -> Path:
     """``clips`` real 30-s feature files and a manifest (not yet validated)."""
     rng = np.random.default_rng(seed)
-    (folder / "features").mkdir(parents=True, exist_ok=True)
+    (folder / prepared.FEATURES).mkdir(parents=True, exist_ok=True)
     rows = []
     for i in range(clips):
         values = rng.standard_normal((CLIP_FRAMES, FEATURE_DIM), dtype=np.float32).astype(dtype)
-        np.save(folder / f"features/{i:05d}.npy", values)
-        rows.append({"file_path": f"features/{i:05d}.npy", "length": CLIP_FRAMES, "split": "train"})
-    pd.DataFrame(rows).to_csv(folder / "manifest.csv", index=False)
-    pd.DataFrame(rows).to_csv(folder / "train.csv", index=False)
+        file = f"{prepared.feature_stem(f'{i:05d}')}.npy"
+        np.save(folder / file, values)
+        rows.append({"file_path": file, "length": CLIP_FRAMES, "split": "train"})
+    pd.DataFrame(rows).to_csv(folder / prepared.MANIFEST, index=False)
+    pd.DataFrame(rows).to_csv(prepared.split_manifest(folder, "train"), index=False)
     return folder
 
 
@@ -125,11 +128,11 @@ def run(rows: int = 200_000, clips: int = 64, crops: int = 2000) -> dict:
         for dtype in ("float32", "float16"):
             folder = feature_folder(tmp / dtype, clips, dtype)
             started = time.perf_counter()
-            ManifestDataset(str(folder / "train.csv"), FEATURE_DIM)  # the one-time validation pass
+            ManifestDataset(str(prepared.split_manifest(folder, "train")), FEATURE_DIM)  # the one-time validation pass
             validation[dtype] = rounded(clips / (time.perf_counter() - started))
-            per_worker[dtype] = rounded(crops_per_s(folder / "train.csv", crops))
+            per_worker[dtype] = rounded(crops_per_s(prepared.split_manifest(folder, "train"), crops))
         pack(tmp / "float32", tmp / "packed", FEATURE_DIM, shard_mb=64)
-        per_worker["packed"] = rounded(crops_per_s(tmp / "packed/train.csv", crops))
+        per_worker["packed"] = rounded(crops_per_s(prepared.split_manifest(tmp / "packed", "train"), crops))
     return {
         **result,
         "crop_frames": CROP,

@@ -1,2 +1,3 @@
-"""Plumbing every other package uses, one module per concern: writing files safely (:mod:`.files`), picking
-devices and dtypes (:mod:`.devices`) and saving figures (:mod:`.figures`)."""
+"""Plumbing every other package uses, one module per concern: writing files safely (:mod:`.files`), the checkpoint
+format (:mod:`.checkpoints`), picking devices and dtypes (:mod:`.devices`), saving figures (:mod:`.figures`),
+composing configs (:mod:`.configs`), user errors (:mod:`.errors`) and the package version (:mod:`.version`)."""

@@ -80,6 +80,13 @@ def write_csv(table, path: str | os.PathLike) -> None:
     write_text(table.to_csv(index=False), path)
 
 
+def write_rows(rows: list[dict], path: str | os.PathLike, columns: list[str] | None = None) -> None:
+    """Rows (dicts) as csv with ``columns`` (default: the rows' keys); the header is written even without rows."""
+    import pandas as pd  # here: most users of this module never write a table
+
+    write_csv(pd.DataFrame(rows, columns=columns), path)
+
+
 def write_npy(array: np.ndarray, path: str | os.PathLike) -> None:
     atomic_write(path, lambda handle: np.save(handle, array))
 

@@ -1,5 +1,7 @@
 """Datasets of frame features and the batching that feeds the encoder."""
 
+# Where a clip's statistics live is the prepared folder's layout (m3bert.common.prepared); readers import it here too.
+from m3bert.common.prepared import stats_path
 from m3bert.data.manifest import (
     Batch,
     Clip,
@@ -11,7 +13,6 @@ from m3bert.data.manifest import (
     SourcesDataset,
     collate,
     read_manifest,
-    stats_path,
 )
 from m3bert.data.sampler import EpochSampler, shard
 

@@ -25,8 +25,8 @@ import torch
 from torch.utils.data import Dataset
 
 from m3bert.common.configs import config_dir
+from m3bert.common.prepared import CLIP_STATS, STATS_ROW, VALIDATED, split_manifest, split_manifest_name, stats_path
 from m3bert.data.validation import (
-    RECORD,
     Header,
     ManifestError,
     check_shape,
@@ -69,16 +69,6 @@ class Batch(NamedTuple):
             {k: move(v) for k, v in self.present.items()},
             None if self.starts is None else move(self.starts),
         )
-
-
-CLIP_STATS_FILE = "clip_stats.npy"  # a packed folder's (clips, 2, dims) clip statistics, see m3bert.data.packing
-STATS_ROW = "stats_row"  # the packed manifests' column: a clip's row in CLIP_STATS_FILE
-
-
-def stats_path(feature_file: str | Path) -> Path:
-    """Where a feature file's clip statistics live: ``features/x.npy`` -> ``features/x.stats.npy``."""
-    path = Path(feature_file)
-    return path.with_name(path.name.removesuffix(".npy") + ".stats.npy")
 
 
 def collate(clips: list[Clip]) -> Batch:
@@ -145,8 +135,8 @@ class ManifestDataset(ClipDataset):
     every file is checked (header and NaN scan) and the result stored. Every read checks its own file again.
 
     ``normalization``: ``"per_file"`` (the stored features as they are), ``"dataset"`` (with the statistics of the
-    manifest's folder, ``normalization.npz``), or a :class:`~m3bert.features.Normalization` (e.g. a pre-trained
-    model's own, for fine-tuning on another folder).
+    manifest's folder, ``normalization.npz``), or a :class:`~m3bert.features.Normalization` or its ``to_dict``
+    record (e.g. a pre-trained model's own, for fine-tuning on another folder).
     """
 
     def __init__(
@@ -165,6 +155,8 @@ class ManifestDataset(ClipDataset):
             normalization = (
                 Normalization.from_folder(folder) if normalization == "dataset" else Normalization(normalization)
             )
+        elif not isinstance(normalization, Normalization):  # a recorded one (a model's, handed down by the trainer)
+            normalization = Normalization.from_dict(normalization)
         normalization.check_dim(feature_dim, str(self.manifest))
         self.normalization = normalization
         if crop not in CROPS:
@@ -192,7 +184,7 @@ class ManifestDataset(ClipDataset):
         if is_validated(folder, name, key):
             return
         started = time.perf_counter()
-        log.info("Validating %d feature files of %s (once; the result is stored in %s)", len(self), name, RECORD)
+        log.info("Validating %d feature files of %s (once; the result is stored in %s)", len(self), name, VALIDATED)
         validate_rows(
             [self.path(row) for row in range(len(self))], self._lengths, self.offsets, self.feature_dim, self._where
         )
@@ -245,11 +237,11 @@ class ManifestDataset(ClipDataset):
 
     def _packed_stats(self, row: int) -> np.ndarray:
         """Row's clip statistics in a packed folder: row ``stats_row`` of its ``clip_stats.npy``."""
-        path = self.manifest.parent / CLIP_STATS_FILE
+        path = self.manifest.parent / CLIP_STATS
         if self.stats_rows is None or not path.is_file():
             raise ManifestError(
                 f"{self.manifest}: {self.normalization.kind} normalisation needs per-clip statistics, which this "
-                f"packed folder lacks ({CLIP_STATS_FILE} and its {STATS_ROW} column); pack it again from a folder "
+                f"packed folder lacks ({CLIP_STATS} and its {STATS_ROW} column); pack it again from a folder "
                 "that python -m m3bert.prepare made (it writes the statistics), or train on the unpacked folder"
             )
         if "_clip_stats" not in self.__dict__:  # memory-mapped once per process
@@ -391,8 +383,6 @@ class SourcesDataset(ConcatClipDataset):
     every source needs a weight, and source ``i`` is drawn ``weight_i / sum(weights)`` of the time.
     """
 
-    SPLIT_FILES = {"train": "train.csv", "valid": "valid.csv", "test": "test.csv"}
-
     def __init__(
         self,
         sources: Mapping[str, Mapping],
@@ -404,8 +394,7 @@ class SourcesDataset(ConcatClipDataset):
     ):
         if not sources:
             raise ValueError("dataset.sources is empty: list the prepared folders, e.g. {msd: {root: data/msd}}")
-        if split not in self.SPLIT_FILES:
-            raise ValueError(f"split must be one of {sorted(self.SPLIT_FILES)}, got {split!r}")
+        manifest = split_manifest_name(split)
         self.names = list(sources)
         weights = [sources[name].get("weight") for name in self.names]
         given = [w is not None for w in weights]
@@ -417,12 +406,14 @@ class SourcesDataset(ConcatClipDataset):
         if self.normalization is None:
             # One set of statistics for the mixture the sampler draws: each corpus weighted by its share of the
             # draws (its training frames when no weights are given), so every split and the checkpoint agree.
-            shares = weights if all(given) else [read_manifest(root / "train.csv")["length"].sum() for root in roots]
+            shares = (
+                weights
+                if all(given)
+                else [read_manifest(split_manifest(root, "train"))["length"].sum() for root in roots]
+            )
             self.normalization = Normalization.pooled([Normalization.from_folder(root) for root in roots], shares)
         parts = [
-            ManifestDataset(
-                str(root / self.SPLIT_FILES[split]), feature_dim, max_frames, crop, normalization=self.normalization
-            )
+            ManifestDataset(str(root / manifest), feature_dim, max_frames, crop, normalization=self.normalization)
             for root in roots
         ]
         super().__init__(parts, weights if all(given) else None)

@@ -15,11 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from m3bert.adapters.base import SPLITS
 from m3bert.common.files import atomic_write, write_bytes
-from m3bert.data.manifest import CLIP_STATS_FILE, STATS_ROW, read_manifest, stats_path
+from m3bert.common.prepared import CLIP_STATS, MANIFEST, NORMALIZATION, SHARDS, STATS_ROW, manifest_names, stats_path
+from m3bert.data.manifest import read_manifest
 from m3bert.data.validation import check_finite, check_shape, manifest_key, open_features, record_validated
-from m3bert.features import NORMALIZATION_FILE
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +33,13 @@ def pack(source: str | Path, out: str | Path, feature_dim: int, shard_mb: float 
     source, out = Path(source), Path(out)
     if source.resolve() == out.resolve():
         raise ValueError(f"pack: out={out} must differ from the source folder (the manifests would be replaced)")
-    table = read_manifest(source / "manifest.csv")
+    table = read_manifest(source / MANIFEST)
     dtypes = set()
     rows_per_shard: list[list[int]] = [[]]
     budget = int(shard_mb * 2**20)
     used = 0
     for row, (path, length) in enumerate(zip(table["file_path"], table["length"])):
-        where = f"{source / path} (row {row + 2} of {source / 'manifest.csv'})"
+        where = f"{source / path} (row {row + 2} of {source / MANIFEST})"
         array = open_features(str(source / path), where)
         check_shape(array, where, feature_dim, int(length), None)
         dtypes.add(array.dtype)
@@ -56,7 +55,7 @@ def pack(source: str | Path, out: str | Path, feature_dim: int, shard_mb: float 
 
     shard_of, offset_of = {}, {}
     for number, rows in enumerate(rows_per_shard):
-        name = f"shards/shard_{number:05d}.npy"
+        name = f"{SHARDS}/shard_{number:05d}.npy"
         frames = int(table["length"].iloc[rows].sum())
 
         def write(handle, rows=rows, frames=frames, name=name):
@@ -70,7 +69,7 @@ def pack(source: str | Path, out: str | Path, feature_dim: int, shard_mb: float 
             for row in rows:
                 path = table["file_path"].iloc[row]
                 values = np.load(source / path, mmap_mode="r")
-                check_finite(values, f"{source / path} (row {row + 2} of {source / 'manifest.csv'})")
+                check_finite(values, f"{source / path} (row {row + 2} of {source / MANIFEST})")
                 handle.write(np.ascontiguousarray(values).tobytes())
                 shard_of[path], offset_of[path] = name, offset
                 offset += values.shape[0]
@@ -79,7 +78,7 @@ def pack(source: str | Path, out: str | Path, feature_dim: int, shard_mb: float 
     log.info("Packed %d clips of %s into %d shard(s) in %s", len(table), source, len(rows_per_shard), out)
     stats_row_of = pack_statistics(source, out, table, feature_dim)
 
-    for manifest in ["manifest.csv", *(f"{split}.csv" for split in SPLITS)]:
+    for manifest in manifest_names():
         if not (source / manifest).is_file():
             continue
         rows = pd.read_csv(source / manifest)
@@ -87,7 +86,7 @@ def pack(source: str | Path, out: str | Path, feature_dim: int, shard_mb: float 
             continue
         missing = sorted(set(rows["file_path"]) - set(shard_of))
         if missing:
-            raise ValueError(f"pack: {source / manifest} lists {missing[0]!r}, which manifest.csv does not")
+            raise ValueError(f"pack: {source / manifest} lists {missing[0]!r}, which {MANIFEST} does not")
         packed = rows.assign(offset=rows["file_path"].map(offset_of), file_path=rows["file_path"].map(shard_of))
         if stats_row_of:
             packed[STATS_ROW] = rows["file_path"].map(stats_row_of)
@@ -102,9 +101,9 @@ def pack_statistics(source: Path, out: Path, table: pd.DataFrame, feature_dim: i
     split's ``normalization.npz`` as it is, and every clip's (2, feature_dim) statistics as one array
     ``clip_stats.npy`` of shape (clips, 2, feature_dim) in ``manifest.csv``'s order. Returns ``{file_path: row of
     clip_stats.npy}``, empty where the source folder has no clip statistics (made before prepare wrote them)."""
-    if (source / NORMALIZATION_FILE).is_file():
-        content = (source / NORMALIZATION_FILE).read_bytes()
-        write_bytes(content, out / NORMALIZATION_FILE)
+    if (source / NORMALIZATION).is_file():
+        content = (source / NORMALIZATION).read_bytes()
+        write_bytes(content, out / NORMALIZATION)
     files = [source / stats_path(path) for path in table["file_path"]]
     if not all(file.is_file() for file in files):
         log.warning("%s has no clip statistics for every clip: the packed folder serves per_file inputs only", source)
@@ -112,5 +111,5 @@ def pack_statistics(source: Path, out: Path, table: pd.DataFrame, feature_dim: i
     stats = np.stack([np.load(file) for file in files]).astype(np.float32)
     if stats.shape[1:] != (2, feature_dim) or not np.isfinite(stats).all():
         raise ValueError(f"pack: {source}'s clip statistics are not finite (2, {feature_dim}) arrays; re-run prepare")
-    atomic_write(out / CLIP_STATS_FILE, lambda handle: np.save(handle, stats))
+    atomic_write(out / CLIP_STATS, lambda handle: np.save(handle, stats))
     return {path: row for row, path in enumerate(table["file_path"])}

@@ -24,10 +24,10 @@ from typing import NamedTuple
 import numpy as np
 
 from m3bert.common.files import write_json
+from m3bert.common.prepared import VALIDATED
 
 log = logging.getLogger(__name__)
 
-RECORD = "validated.json"  # beside the manifests
 FORMAT = 1
 FEATURE_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
 SCAN_FRAMES = 65_536  # frames per NaN-scan chunk, so a long shard is never read into memory at once
@@ -163,7 +163,7 @@ def is_validated(folder: Path, name: str, key: str) -> bool:
 
 
 def read_record(folder: Path) -> dict:
-    path = folder / RECORD
+    path = folder / VALIDATED
     try:
         record = json.loads(path.read_text())
     except FileNotFoundError:
@@ -189,13 +189,13 @@ def record_validated(folder: Path, name: str, key: str, clips: int, by: str) -> 
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     try:
-        write_json({"format": FORMAT, "manifests": manifests}, folder / RECORD)
+        write_json({"format": FORMAT, "manifests": manifests}, folder / VALIDATED)
     except OSError as err:
         log.warning(
             "could not store the validation of %s in %s (%s); it will be repeated next time. Validate once where "
             "the folder is writable (build any dataset on it) and copy %s along with it",
             folder / name,
-            folder / RECORD,
+            folder / VALIDATED,
             err,
-            RECORD,
+            VALIDATED,
         )

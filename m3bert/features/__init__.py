@@ -8,7 +8,7 @@
 from m3bert.features.audio import AudioError, AudioInfo, audio_info, load_audio
 from m3bert.features.config import LOGMEL_BLOCKS, M3BERT_BLOCKS, SpectralConfig
 from m3bert.features.extractor import FEATURE_SETS, M3BERT324, FeatureExtractor, LogMel128, build_feature_extractor
-from m3bert.features.normalize import NORMALIZATION_FILE, NORMALIZATIONS, Normalization, cmvn, cmvn_with_stats
+from m3bert.features.normalize import NORMALIZATIONS, Normalization, cmvn, cmvn_with_stats
 
 __all__ = [
     "AudioError",
@@ -20,7 +20,6 @@ __all__ = [
     "M3BERT324",
     "M3BERT_BLOCKS",
     "NORMALIZATIONS",
-    "NORMALIZATION_FILE",
     "Normalization",
     "SpectralConfig",
     "audio_info",

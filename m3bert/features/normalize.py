@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from m3bert.common import prepared
+
 
 def cmvn(features: torch.Tensor, frame_lengths: torch.Tensor | None = None, eps: float = 1e-8) -> torch.Tensor:
     """Give every dimension of every clip zero mean and unit variance over that clip's valid frames.
@@ -56,8 +58,21 @@ def cmvn_with_stats(
     return centred * torch.rsqrt(var + eps), torch.cat([first + mean, torch.sqrt(var + eps)], dim=1)
 
 
+def cmvn_in_place(x: np.ndarray, eps: float = 1e-8, rows: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`cmvn_with_stats` of one clip ``x`` (frames, dims) in numpy, in place and ``rows`` rows at a time so
+    that ``x`` may be a memory map of a long file. Statistics are float64, over x - x[0] as in :func:`cmvn_with_stats`
+    (a constant column becomes exact zeros). Returns ``(x, stats)`` with stats (2, dims) float32: mean and scale."""
+    first = x[0].astype(np.float64)
+    blocks = [slice(a, a + rows) for a in range(0, len(x), rows)]
+    mean = sum((x[b].astype(np.float64) - first).sum(0) for b in blocks) / len(x)
+    var = sum(np.square(x[b].astype(np.float64) - first - mean).sum(0) for b in blocks) / len(x)
+    scale = 1.0 / np.sqrt(var + eps)
+    for b in blocks:
+        x[b] = ((x[b].astype(np.float64) - first - mean) * scale).astype(x.dtype)
+    return x, np.stack([first + mean, np.sqrt(var + eps)]).astype(np.float32)
+
+
 NORMALIZATIONS = ("per_file", "dataset")
-NORMALIZATION_FILE = "normalization.npz"  # a prepared folder's training-split statistics (python -m m3bert.prepare)
 
 
 @dataclass(frozen=True)
@@ -135,7 +150,7 @@ class Normalization:
     @classmethod
     def from_folder(cls, folder: str | os.PathLike) -> Normalization:
         """The ``dataset`` statistics that ``python -m m3bert.prepare`` stored in ``folder/normalization.npz``."""
-        path = Path(folder) / NORMALIZATION_FILE
+        path = Path(folder) / prepared.NORMALIZATION
         if not path.is_file():
             raise FileNotFoundError(
                 f"{path}: missing, so features.normalization=dataset has no statistics; rerun python -m "

@@ -20,11 +20,13 @@ from typing import Any
 
 import torch
 
+from m3bert.common import checkpoints
+from m3bert.common.checkpoints import find_checkpoint, named  # noqa: F401  (find_checkpoint: its old import path)
 from m3bert.common.files import write_bytes, write_json
+from m3bert.common.version import package_version
 from m3bert.features import FEATURE_SETS, Normalization, SpectralConfig, build_feature_extractor
 from m3bert.features.extractor import FeatureExtractor
 from m3bert.models.encoder import M3BERT, M3BERTConfig
-from m3bert.training import checkpoint
 
 FORMAT = "m3bert-encoder"
 # Raise when config.json changes incompatibly; older readers then refuse newer folders. A folder gets the lowest
@@ -152,8 +154,6 @@ def save_pretrained(
     Returns:
         the folder.
     """
-    from m3bert import __version__  # here, not at the top: m3bert/__init__ may import this module
-
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"{folder}: exists and is not a folder; choose another output folder")
@@ -173,7 +173,7 @@ def save_pretrained(
     config = {
         "format": FORMAT,
         "format_version": 1 if front_end.normalization.kind == "per_file" else FORMAT_VERSION,
-        "m3bert_version": __version__,
+        "m3bert_version": package_version(),
         "architecture": encoder.config.to_dict(),
         "features": front_end.to_dict(),
         "training_frames": training_frames,
@@ -205,14 +205,14 @@ def load_pretrained(
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{_named(path, key)}: no such model folder or checkpoint")
+        raise FileNotFoundError(f"{named(path, key)}: no such model folder or checkpoint")
     if (path / CONFIG_FILE).is_file():
         loaded = _load_folder(path, map_location)
-    elif path.is_file() or (path / "checkpoints").is_dir() or any(path.glob("*.pt")):
+    elif checkpoints.is_run(path):
         loaded = _load_run(path, features, map_location, key)
     else:
         raise ValueError(
-            f"{_named(path, key)}: not an m3bert model: expected an exported folder ({CONFIG_FILE} + {WEIGHTS_FILE}, "
+            f"{named(path, key)}: not an m3bert model: expected an exported folder ({CONFIG_FILE} + {WEIGHTS_FILE}, "
             "written by `python -m m3bert.export` or save_pretrained) or a pre-training run folder "
             "(checkpoints/best.pt or checkpoints/step_*.pt)"
         )
@@ -281,69 +281,27 @@ def _load_folder(folder: Path, map_location) -> Pretrained:
     return Pretrained(encoder.to(map_location), front_end, config.get("training_frames"), folder)
 
 
-def find_checkpoint(path: str | Path, key: str | None = None) -> Path:
-    """A checkpoint file, or the best (else the latest) checkpoint of a run folder."""
-    path = Path(path)
-    if path.is_file():
-        return path
-    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-    if (folder / "best.pt").is_file():
-        return folder / "best.pt"
-    found = checkpoint.step_checkpoints(folder) if folder.is_dir() else []
-    if not found:
-        raise FileNotFoundError(
-            f"{_named(path, key)}: no checkpoint there (expected an exported model folder, a .pt "
-            "file or a pre-training run folder with checkpoints/best.pt or checkpoints/step_*.pt)"
-        )
-    return found[-1]
-
-
-def _named(path: Path, key: str | None) -> str:
-    return f"{key}={path}" if key else str(path)
-
-
 def _load_run(path: Path, features: str | FrontEnd | None, map_location, key: str | None) -> Pretrained:
-    file = find_checkpoint(path, key)
+    file, state = checkpoints.load_encoder_checkpoint(path, key)
     try:
-        state = checkpoint.load(file)  # tensors and plain values only (weights_only): a checkpoint runs no code
-    except checkpoint.CheckpointError as err:
-        if key is None:
-            raise
-        reason = str(err).removeprefix(f"{file}: ") if file == path else str(err)
-        raise checkpoint.CheckpointError(f"{key}={path}: {reason}") from err
-    if not isinstance(state, dict) or "model_config" not in state or "model" not in state:
-        raise ValueError(
-            f"{_named(path, key) + ': ' if key else ''}{file}: not an m3bert pre-training checkpoint (no model / "
-            "model_config entries); give a "
-            "pre-training run folder, its checkpoint, or an exported model folder"
-        )
-    try:
-        encoder = M3BERT(M3BERTConfig(**state["model_config"]))
+        encoder = M3BERT(M3BERTConfig(**checkpoints.encoder_config(state)))
     except (TypeError, ValueError) as err:
         raise ValueError(f"{file}: the architecture it records is not valid ({err})") from err
-    weights = {k.removeprefix("encoder."): v for k, v in state["model"].items() if k.startswith("encoder.")}
     try:
-        encoder.load_state_dict(weights)
+        encoder.load_state_dict(checkpoints.encoder_state(state))
     except RuntimeError as err:
         raise ValueError(f"{file}: encoder weights don't match the architecture recorded with them ({err})") from err
-    config = state.get("config") or {}
-    recorded = config.get("features") or {}
     # The statistics the run's training clips were normalised with (checkpoints from before: per file).
-    normalization = Normalization.from_dict(state.get("normalization"))
-    if recorded.get("name"):
-        front_end = FrontEnd(
-            recorded["name"],
-            int(recorded.get("sample_rate", SpectralConfig.sample_rate)),
-            int(recorded.get("hop_length", SpectralConfig.hop_length)),
-            normalization,
-        )
+    normalization = Normalization.from_dict(checkpoints.recorded_normalization(state))
+    recorded = checkpoints.recorded_front_end(state)
+    if recorded:
+        front_end = FrontEnd(**recorded, normalization=normalization)
     elif isinstance(features, FrontEnd):
         front_end = FrontEnd(features.feature_set, features.sample_rate, features.hop_length, normalization)
     else:
         name = features or infer_feature_set(encoder.config.input_dim, str(file))
         front_end = FrontEnd(name, normalization=normalization)
-    training_frames = (config.get("dataset") or {}).get("max_frames")
-    return Pretrained(encoder.to(map_location), front_end, int(training_frames) if training_frames else None, file)
+    return Pretrained(encoder.to(map_location), front_end, checkpoints.training_frames(state), file)
 
 
 def fingerprint(encoder: M3BERT) -> str:

@@ -27,7 +27,6 @@ import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -40,6 +39,7 @@ from m3bert.common.devices import resolve_device, resolve_dtype
 from m3bert.common.files import reserve
 from m3bert.features import audio_info, load_audio
 from m3bert.features.audio import expected_length
+from m3bert.features.normalize import cmvn_in_place
 from m3bert.inference.pretrained import FrontEnd, load_pretrained
 from m3bert.models.encoder import M3BERT
 from m3bert.models.pooling import masked_pool
@@ -115,29 +115,6 @@ def resolve_layers(spec, count: int) -> tuple[int, ...]:
             f"embedding output, {count - 1} = the last layer), got {spec!r}"
         )
     return tuple(i % count for i in indices)
-
-
-def normalize_in_place(x: np.ndarray, eps: float = 1e-8, rows: int = 8192) -> np.ndarray:
-    """Give every column of ``x`` (frames, dims) zero mean and unit variance, as ``m3bert.features.cmvn`` does per
-    clip, ``rows`` rows at a time so that ``x`` may be a memory map. Statistics are float64, over x - x[0] (as in
-    cmvn, a constant column then becomes exact zeros). Returns ``x``; :func:`normalize_in_place_with_stats` also
-    gives the (2, dims) mean and scale it used."""
-    return normalize_in_place_with_stats(x, eps, rows)[0]
-
-
-def normalize_in_place_with_stats(x: np.ndarray, eps: float = 1e-8, rows: int = 8192) -> tuple[np.ndarray, np.ndarray]:
-    first = x[0].astype(np.float64)
-    blocks = [slice(a, a + rows) for a in range(0, len(x), rows)]
-    mean = sum((x[b].astype(np.float64) - first).sum(0) for b in blocks) / len(x)
-    var = sum(np.square(x[b].astype(np.float64) - first - mean).sum(0) for b in blocks) / len(x)
-    scale = 1.0 / np.sqrt(var + eps)
-    for b in blocks:
-        x[b] = ((x[b].astype(np.float64) - first - mean) * scale).astype(x.dtype)
-    return x, np.stack([first + mean, np.sqrt(var + eps)]).astype(np.float32)
-
-
-def _stretch(wave, first: int, stop: int):
-    return wave[first:stop]
 
 
 class Representations(nn.Module):
@@ -283,7 +260,7 @@ class Representations(nn.Module):
         segment = int(self.segment_seconds * self.sample_rate)
         short = [i for i, w in enumerate(waves) if len(w) <= segment]
         for i in (i for i, w in enumerate(waves) if len(w) > segment):
-            feats = self._segmented_features(partial(_stretch, waves[i]), len(waves[i]))
+            feats = self._segmented_features(lambda first, stop, wave=waves[i]: wave[first:stop], len(waves[i]))
             out[i] = torch.from_numpy(feats).to(self.device)
         # A few clips per front-end call: the padded batch is what costs memory.
         for group in (short[g : g + self.batch_size] for g in range(0, len(short), self.batch_size)):
@@ -363,7 +340,7 @@ class Representations(nn.Module):
             chunk = torch.nn.functional.pad(chunk[: stop - first], (0, max(0, stop - first - len(chunk))))
             raw, _ = self._raw_extractor(chunk[None])
             out[a:b] = raw[0, a - first // hop : b - first // hop].cpu().numpy()
-        out, stats = normalize_in_place_with_stats(out)
+        out, stats = cmvn_in_place(out)
         norm = self.front_end.normalization
         if norm.needs_clip_stats:
             stats = torch.from_numpy(stats)

@@ -24,6 +24,40 @@ def check_pooling(how: str, allowed: tuple[str, ...] = POOLINGS) -> None:
         raise ValueError(f"pooling must be one of {allowed}, got {how!r}")
 
 
+class RunningPool:
+    """:func:`masked_pool` of a sequence that arrives in chunks (a long file streamed through the encoder), holding
+    only (..., dim) accumulators: float64 sums and squares (no cancellation worth fearing) and a running maximum."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.total = self.squares = self.peak = None
+
+    def add(self, chunk: torch.Tensor) -> None:
+        """chunk: (..., frames, dim), every frame valid."""
+        x = chunk.double()
+        total, squares, peak = x.sum(-2), x.square().sum(-2), chunk.float().amax(-2)
+        if self.total is None:
+            self.total, self.squares, self.peak = total, squares, peak
+        else:
+            self.total += total
+            self.squares += squares
+            self.peak = torch.maximum(self.peak, peak)
+        self.frames += chunk.shape[-2]
+
+    def result(self, how: str) -> torch.Tensor:
+        """(..., dim) for ``mean`` and ``max``, (..., 2 * dim) for ``mean_std``; float32."""
+        check_pooling(how)
+        if self.total is None:
+            raise ValueError("RunningPool.result before any chunk was added")
+        if how == "max":
+            return self.peak
+        mean = self.total / self.frames
+        if how == "mean":
+            return mean.float()
+        std = (self.squares / self.frames - mean.square()).clamp_min(STD_FLOOR).sqrt()
+        return torch.cat([mean, std], dim=-1).float()
+
+
 def masked_pool(x: torch.Tensor, valid: torch.Tensor | None, how: str) -> torch.Tensor:
     """Pool ``x`` (..., frames, dim) over the frames where ``valid`` (..., frames) is true (None: all frames).
 

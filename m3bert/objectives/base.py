@@ -17,6 +17,8 @@ import matplotlib.figure
 import torch
 from torch import nn
 
+from m3bert.features import Normalization
+
 
 class StepOutput(NamedTuple):
     """What :meth:`Objective.forward` returns for one micro-batch.
@@ -41,6 +43,11 @@ class Objective(nn.Module):
     #: The crop the training split must use (one of m3bert.data.manifest.CROPS), or None for the dataset's own:
     #: an objective that caches per-crop results asks for ``windows``, a finite set of crops per clip.
     train_crop: str | None = None
+    #: The input normalisation every split must use, or None for the dataset's configured one: an objective built
+    #: on a pre-trained encoder hands down the one the encoder learned on (with its statistics), so that its
+    #: datasets never load the model to learn it. The trainer builds each split with ``normalization=`` its record
+    #: (``Normalization.to_dict``), so such an objective's dataset configs take that argument.
+    input_normalization: Normalization | None = None
 
     @property
     def lr_scales(self) -> dict[str, float]:

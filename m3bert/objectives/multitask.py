@@ -47,10 +47,16 @@ class MultiTaskModel(Objective):
         if loss_weighting not in ("uniform", "fixed", "uncertainty"):
             raise ValueError(f"loss_weighting must be uniform, fixed or uncertainty, got {loss_weighting!r}")
         self.loss_weighting = loss_weighting
+        # The checkpoint is read once, here: its encoder for the modes that use it, and for every mode the input
+        # normalisation it was trained on, which the trainer hands to each split, so that all modes read the same
+        # inputs.
+        checkpoint = encoder.get("checkpoint")
+        pretrained = load_pretrained(checkpoint, key="encoder.checkpoint") if checkpoint else None
+        self.input_normalization = pretrained.front_end.normalization if pretrained is not None else None
         if self.mode in ("frozen", "finetune"):
-            if not encoder.get("checkpoint"):
+            if pretrained is None:
                 raise ValueError(f"encoder.mode={self.mode} needs encoder.checkpoint=<pre-training run folder or .pt>")
-            self.encoder = load_pretrained(encoder["checkpoint"], key="encoder.checkpoint").encoder
+            self.encoder = pretrained.encoder
         elif self.mode == "scratch":
             self.encoder = M3BERT(M3BERTConfig(**model))
         else:

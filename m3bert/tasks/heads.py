@@ -22,7 +22,8 @@ from m3bert.tasks.task import Task
 
 
 class Featurizer(nn.Module):
-    """Hidden states of every layer -> one (batch, tokens, hidden) tensor."""
+    """Hidden states of every layer (each (batch, ..., hidden): frames for a task head, pooled vectors for a probe)
+    -> one tensor of that shape: the last layer, a fixed one, or a learned softmax-weighted sum (s3prl's)."""
 
     def __init__(self, layers: int, mode: str | int):
         super().__init__()
@@ -34,8 +35,8 @@ class Featurizer(nn.Module):
 
     def forward(self, hidden_states: tuple[torch.Tensor, ...]) -> torch.Tensor:
         if self.mode == "weighted_sum":
-            stacked = torch.stack(hidden_states)  # (layers, batch, tokens, hidden)
-            return torch.einsum("l,lbth->bth", self.weights.softmax(0).to(stacked.dtype), stacked)
+            stacked = torch.stack(hidden_states)  # (layers, batch, ..., hidden)
+            return torch.einsum("l,l...->...", self.weights.softmax(0).to(stacked.dtype), stacked)
         return hidden_states[-1 if self.mode == "last" else self.mode]
 
 

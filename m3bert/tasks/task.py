@@ -7,7 +7,7 @@ A task reads a prepared dataset folder (``train.csv`` / ``valid.csv`` / ``test.c
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -16,12 +16,11 @@ import pandas as pd
 import torch
 
 from m3bert.adapters.base import TAG_SEPARATOR
+from m3bert.common.prepared import split_manifest
 from m3bert.data import Clip, ClipDataset, ConcatClipDataset, ManifestDataset, read_manifest
 from m3bert.features import Normalization
-from m3bert.inference.pretrained import load_pretrained
 
 TASK_TYPES = ("multiclass", "multilabel", "regression")
-SPLIT_FILES = {"train": "train.csv", "valid": "valid.csv", "test": "test.csv"}
 #: The metric each task type is judged by (its ``<task>/test/<metric>`` heads result tables).
 PRIMARY_METRICS = {"multiclass": "accuracy", "multilabel": "roc_auc", "regression": "r2"}
 
@@ -39,7 +38,6 @@ class Task:
     mean: tuple[float, ...] = ()  # regression targets are standardised with the training split's statistics
     std: tuple[float, ...] = ()
     weight: float = 1.0  # fixed loss weight (loss_weighting=fixed)
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def outputs(self) -> int:
@@ -50,7 +48,7 @@ class Task:
         return PRIMARY_METRICS[self.type]
 
     def manifest(self, split: str) -> Path:
-        return Path(self.root) / SPLIT_FILES[split]
+        return split_manifest(self.root, split)
 
     def encode(self, row: pd.Series) -> torch.Tensor | None:
         """The row's target, or None where the row carries no label for this task."""
@@ -82,11 +80,24 @@ def resolve_task(name: str, spec: Mapping) -> Task:
         tuple(spec.get("classes") or ()),
         spec.get("top_k"),
         float(spec.get("weight", 1.0)),
+        _version(split_manifest(spec["root"], "train")),
     )
 
 
+def _version(path: Path) -> tuple[int, int] | None:
+    """What tells a rewritten manifest from the one read before: (modification time in ns, size); None for a
+    missing file (reading it names the problem)."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
 @cache
-def _resolve(name, kind, root, label, classes, top_k, weight) -> Task:
+def _resolve(name, kind, root, label, classes, top_k, weight, version) -> Task:
+    # Cached per manifest version: the objective and every split of a run resolve the same tasks from one read,
+    # and a manifest rewritten since (prepare rerun) is read afresh.
     task = Task(name, kind, root, label, classes, weight=weight)
     table = read_manifest(task.manifest("train"))
     missing = [c for c in label if c not in table.columns]
@@ -110,12 +121,6 @@ def _resolve(name, kind, root, label, classes, top_k, weight) -> Task:
     return Task(name, kind, root, label, tuple(sorted(vocabulary)), weight=weight)
 
 
-def model_normalization(path: str) -> Normalization:
-    """The input normalisation of a trained model (folder or pre-training run). Read afresh each time (not cached):
-    a run folder's best checkpoint may have changed since."""
-    return load_pretrained(path, key="encoder.checkpoint").front_end.normalization
-
-
 class TaskDataset(ClipDataset):
     """A split of one prepared folder, served to the tasks that read it: the manifest's clips that carry a label of
     at least one of them, each labelled (under the task's name) for every one of those tasks whose label it carries.
@@ -131,7 +136,7 @@ class TaskDataset(ClipDataset):
         feature_dim: int,
         max_frames: int | None,
         crop: str,
-        normalization: str | Normalization = "per_file",
+        normalization: str | Mapping | Normalization = "per_file",
     ):
         self.tasks = [tasks] if isinstance(tasks, Task) else list(tasks)
         if len({t.root for t in self.tasks}) != 1:
@@ -171,9 +176,9 @@ class MultiTaskDataset(ConcatClipDataset):
     ``sampling_weights`` draws folders with probability proportional to ``size ** (1 / temperature)``:
     temperature 1 samples clips uniformly (folders in proportion to their size), larger temperatures even them out.
 
-    ``encoder`` (a model folder or pre-training run): its own input normalisation is applied to every folder (what
-    the encoder was trained on); without one, ``normalization`` (``per_file``, or ``dataset`` with each folder's
-    own ``normalization.npz``).
+    ``normalization``: ``per_file``, ``dataset`` with each folder's own ``normalization.npz``, or a recorded one
+    (``Normalization.to_dict``): the trainer passes a pre-trained encoder's own here (the objective's
+    ``input_normalization``), for every split.
     """
 
     def __init__(
@@ -184,8 +189,7 @@ class MultiTaskDataset(ConcatClipDataset):
         max_frames: int | None = None,
         crop: str = "random",
         temperature: float = 1.0,
-        normalization: str = "per_file",
-        encoder: str | None = None,
+        normalization: str | Mapping = "per_file",
     ):
         if not tasks:
             raise ValueError("no tasks selected: choose some, e.g. tasks=[gtzan,deam]")
@@ -193,8 +197,7 @@ class MultiTaskDataset(ConcatClipDataset):
         folders: dict[str, list[Task]] = {}
         for task in self.tasks:
             folders.setdefault(task.root, []).append(task)
-        chosen: str | Normalization = model_normalization(str(encoder)) if encoder else normalization
-        parts = [TaskDataset(group, split, feature_dim, max_frames, crop, chosen) for group in folders.values()]
+        parts = [TaskDataset(group, split, feature_dim, max_frames, crop, normalization) for group in folders.values()]
         self.temperature = temperature
         shares = None if temperature == 1.0 else [len(p) ** (1.0 / temperature) for p in parts]
         super().__init__(parts, shares)

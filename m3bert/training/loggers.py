@@ -13,6 +13,8 @@ from typing import Any
 
 import matplotlib.figure
 
+from m3bert.common.errors import ConfigError
+
 
 class Logger:
     """Does nothing; the interface every logger implements."""
@@ -91,7 +93,13 @@ class WandbLogger(Logger):
 
 class TensorBoardLogger(Logger):
     def __init__(self, run_dir: str, **_: Any):
-        from torch.utils.tensorboard import SummaryWriter
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as err:  # an optional extra: W&B users need not install TensorBoard
+            raise ConfigError(
+                f"logger=tensorboard needs the tensorboard package ({err}); pip install 'm3bert[tensorboard]' "
+                "(or tensorboard), or choose logger=wandb / logger=none"
+            ) from err
 
         self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 from omegaconf import DictConfig
@@ -19,13 +18,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from m3bert.common.figures import save_figure
+from m3bert.common.figures import probe_layers_figure, save_figure
 from m3bert.common.files import atomic_write, write_csv, write_json, write_text
 from m3bert.common.tables import markdown_table
 from m3bert.data import collate
 from m3bert.inference.pretrained import load_pretrained
 from m3bert.models.encoder import padding_mask
-from m3bert.tasks.heads import make_head, task_loss, task_metrics
+from m3bert.models.pooling import masked_pool
+from m3bert.tasks.heads import Featurizer, make_head, task_loss, task_metrics
 from m3bert.tasks.task import Task, TaskDataset, resolve_task
 from m3bert.training.loggers import open_logger
 
@@ -38,9 +38,8 @@ def layer_representations(encoder, dataset: TaskDataset, batch_size: int) -> tup
     pooled, targets = [], []
     for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate):
         out = encoder(batch.features, batch.lengths)
-        valid = padding_mask(out.lengths, out.hidden_states[0].shape[1]).float()
-        weights = valid / valid.sum(1, keepdim=True)
-        pooled.append(torch.stack([torch.einsum("bt,bth->bh", weights, h) for h in out.hidden_states], 1))
+        valid = padding_mask(out.lengths, out.hidden_states[0].shape[1])
+        pooled.append(torch.stack([masked_pool(h, valid, "mean") for h in out.hidden_states], 1))
         targets.append(batch.labels[dataset.tasks[0].name])
     return torch.cat(pooled), torch.cat(targets)
 
@@ -54,20 +53,17 @@ def cached_representations(encoder, dataset: TaskDataset, path: Path, batch_size
 
 
 class Probe(nn.Module):
-    """A head on one layer's pooled vector, or on a learned softmax-weighted sum of all layers."""
+    """A head on one layer's pooled vector, or on a learned softmax-weighted sum of all layers (the task heads'
+    :class:`~m3bert.tasks.heads.Featurizer`, over pooled vectors instead of frames)."""
 
     def __init__(self, layers: int, dim: int, outputs: int, layer: int | None, head: str, hidden: int, dropout: float):
         super().__init__()
-        self.layer = layer
-        self.weights = nn.Parameter(torch.zeros(layers)) if layer is None else None
+        self.featurizer = Featurizer(layers, "weighted_sum" if layer is None else layer)
         self.head = make_head(dim, outputs, head, hidden, dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (clips, layers, dim)
-        if self.layer is None:
-            x = torch.einsum("l,bld->bd", self.weights.softmax(0), x)
-        else:
-            x = x[:, self.layer]
-        return self.head(x)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (clips, layers, dim) pooled hidden states -> (clips, outputs)."""
+        return self.head(self.featurizer(x.unbind(1)))
 
 
 def train_probe(task: Task, data: dict, layer: int | None, lr: float, cfg: DictConfig, seed: int):
@@ -159,7 +155,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
     # Probes run on the CPU without autocast: the record's environment says so, as the trainer's summary does.
     summary = {"name": cfg.name, "probes": rows, "best": best, "test": test, "precision": "fp32", "device": "cpu"}
     write_json(summary, run_dir / "metrics.json")
-    figure = _plot(table)
+    figure = probe_layers_figure(table)
     try:
         _log(cfg, run_dir, table, summary, figure)
     finally:
@@ -184,22 +180,3 @@ def _log(cfg: DictConfig, run_dir: Path, table: pd.DataFrame, summary: dict, fig
         logger.log_summary({**best, **summary["test"]})
     finally:
         logger.finish()
-
-
-def _plot(table: pd.DataFrame) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
-    for name, part in table.groupby("task"):
-        layered = part[part["layer"] != "weighted_sum"]
-        metric = next(c for c in part.columns if c.startswith("valid_")).removeprefix("valid_")
-        ax.plot(layered["layer"].astype(int), layered[metric], marker="o", label=f"{name} ({metric})")
-        ax.axhline(
-            float(part.loc[part["layer"] == "weighted_sum", metric].iloc[0]),
-            linestyle="--",
-            color=ax.lines[-1].get_color(),
-            linewidth=0.8,
-        )
-    ax.set_xlabel("layer (0 = embeddings); dashed: weighted sum of layers")
-    ax.set_ylabel("test metric")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return fig

@@ -155,6 +155,8 @@ def feature_columns(*names: str, _root_) -> ListConfig:
 
 
 def register() -> None:
+    """Register the typed schemas with Hydra's ConfigStore and the resolvers (``run_folder``, ``feature_columns``,
+    ``sweep_folder``) with OmegaConf; idempotent. Every entry point that composes configs calls it first."""
     if not OmegaConf.has_resolver("run_folder"):
         OmegaConf.register_new_resolver("run_folder", run_folder_name)
     if not OmegaConf.has_resolver("feature_columns"):
@@ -167,6 +169,3 @@ def register() -> None:
     store.store(group="paths", name="paths_schema", node=PathsConfig)
     store.store(group="features", name="features_schema", node=FeatureSetConfig)
     store.store(group="probe", name="probe_schema", node=ProbeConfig)
-
-
-register()

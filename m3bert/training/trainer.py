@@ -23,12 +23,13 @@ from omegaconf import DictConfig, OmegaConf
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
+from m3bert.common import checkpoints
 from m3bert.common.devices import native_bf16, resolve_device
 from m3bert.common.figures import loss_curves, save_figure
 from m3bert.common.files import append_text, remove_stale_temp_files, write_json, write_text
 from m3bert.data import EpochSampler, collate, shard
 from m3bert.objectives import Objective
-from m3bert.training import checkpoint, distributed, records
+from m3bert.training import distributed, records, seeding
 from m3bert.training.loggers import open_logger
 from m3bert.training.optim import parameter_groups
 from m3bert.training.preemption import Preemption
@@ -123,10 +124,19 @@ class Trainer:
         if self.device.type == "cuda" and self.dist.enabled:
             self.device = torch.device("cuda", self.dist.local_rank)
         self.precision = resolve_precision(self.tc.precision, self.device)
-        checkpoint.seed_everything(cfg.seed + self.dist.rank)
+        seeding.seed_everything(cfg.seed + self.dist.rank)
 
-        self.train_set = instantiate(cfg.dataset.train)
-        self.val_set = instantiate(cfg.dataset.val) if cfg.dataset.get("val") is not None else None
+        # The objective first: it may hand its splits a fact of its own (a pre-trained encoder's input normalisation).
+        self.model = instantiate(cfg.objective, _convert_="all").to(self.device)
+        if not isinstance(self.model, Objective):
+            raise TypeError(
+                f"objective._target_={cfg.objective._target_} builds a {type(self.model).__name__}, not "
+                "an m3bert.objectives.Objective; subclass it (see m3bert/objectives/base.py)"
+            )
+        self.train_set = self.build_split("train")
+        self.val_set = self.build_split("val")
+        if self.model.train_crop is not None:
+            self.train_set.use_crop(self.model.train_crop)
         self.sampler = EpochSampler(
             len(self.train_set),
             self.tc.batch_size,
@@ -136,27 +146,20 @@ class Trainer:
             weights=self.train_set.sampling_weights,
             epochs=None,
         )
-
-        self.module = instantiate(cfg.objective, _convert_="all").to(self.device)
-        if not isinstance(self.module, Objective):
-            raise TypeError(
-                f"objective._target_={cfg.objective._target_} builds a {type(self.module).__name__}, not "
-                "an m3bert.objectives.Objective; subclass it (see m3bert/objectives/base.py)"
-            )
-        if self.module.train_crop is not None:
-            self.train_set.use_crop(self.module.train_crop)
         self.optimizer = instantiate(cfg.optimizer)(
-            parameter_groups(self.module, cfg.optimizer.weight_decay, cfg.optimizer.lr)
+            parameter_groups(self.model, cfg.optimizer.weight_decay, cfg.optimizer.lr)
         )
         self.scheduler = instantiate(cfg.scheduler)(self.optimizer)
-        self.model = self.module
+        # What runs the training forward pass: the model itself, compiled and/or wrapped by DDP (whose wrapper
+        # calls it .module); state, evaluation and parameters always go through the raw self.model.
+        self.wrapped = self.model
         if self.tc.compile:
-            self.model = torch.compile(self.model)
+            self.wrapped = torch.compile(self.wrapped)
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             # Multi-task batches may leave some heads unused; DDP must then look for unused parameters.
-            self.model = DistributedDataParallel(
-                self.model, device_ids=ids, find_unused_parameters=self.module.has_unused_parameters
+            self.wrapped = DistributedDataParallel(
+                self.wrapped, device_ids=ids, find_unused_parameters=self.model.has_unused_parameters
             )
         # Masking draws from its own generator on the batch's device, so its state is saved and restored exactly.
         self.mask_generator = torch.Generator(self.device).manual_seed(cfg.seed * MASK_STREAM + self.dist.rank)
@@ -170,18 +173,18 @@ class Trainer:
     # ----------------------------------------------------------------------------------------------- state
     @property
     def checkpoint_dir(self) -> Path:
-        return self.run_dir / "checkpoints"
+        return self.run_dir / checkpoints.CHECKPOINT_FOLDER
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "model": self.module.state_dict(),
+            "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.precision.scaler.state_dict() if self.precision.scaler else None,
             "step": self.step,
             "sampler": {"epoch": self.epoch, "batch": self.batch_in_epoch},
             # Every rank's random streams, so that each process continues its own after a resume.
-            "rng": distributed.gather_objects(checkpoint.rng_state(), self.dist),
+            "rng": distributed.gather_objects(seeding.rng_state(), self.dist),
             "mask_generator": distributed.gather_objects(self.mask_generator.get_state(), self.dist),
             "best": self.best,
             "stale_evaluations": self.stale_evaluations,
@@ -195,7 +198,7 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         try:
-            self.module.load_state_dict(state["model"])
+            self.model.load_state_dict(state["model"])
         except RuntimeError as err:
             raise RuntimeError(
                 f"the checkpoint in {self.checkpoint_dir} does not fit the configured model ({err}); "
@@ -212,7 +215,7 @@ class Trainer:
         self.stale_evaluations = state.get("stale_evaluations", 0)
         self.wall_time = state.get("wall_time_s", 0.0)
         if len(state["rng"]) == self.dist.world_size:
-            checkpoint.set_rng_state(state["rng"][self.dist.rank])
+            seeding.set_rng_state(state["rng"][self.dist.rank])
             self.mask_generator.set_state(state["mask_generator"][self.dist.rank])
         else:
             # Another number of processes: the streams cannot continue, so derive fresh ones per rank and step.
@@ -222,7 +225,7 @@ class Trainer:
                 len(state["rng"]),
                 self.dist.world_size,
             )
-            checkpoint.seed_everything(self.cfg.seed + self.step * 7919 + self.dist.rank)
+            seeding.seed_everything(self.cfg.seed + self.step * 7919 + self.dist.rank)
             self.mask_generator.manual_seed(self.cfg.seed * MASK_STREAM + self.step * 7919 + self.dist.rank)
 
     def save(self, name: str | None = None) -> None:
@@ -231,19 +234,19 @@ class Trainer:
         state = self.state_dict()
         if not self.dist.is_main:
             return
-        checkpoint.save(state, self.checkpoint_dir / (name or f"step_{self.step:07d}.pt"))
+        checkpoints.save(state, self.checkpoint_dir / (name or f"step_{self.step:07d}.pt"))
         if name is None:
-            checkpoint.prune(self.checkpoint_dir, self.tc.keep)
+            checkpoints.prune(self.checkpoint_dir, self.tc.keep)
 
     def resume(self) -> bool:
         """Continue from the newest readable step checkpoint. Unreadable ones (a damaged disk, a file copied in
         by mistake) are renamed ``*.corrupt`` with a warning and the one before is used."""
-        for path in reversed(checkpoint.step_checkpoints(self.checkpoint_dir)):
+        for path in reversed(checkpoints.step_checkpoints(self.checkpoint_dir)):
             try:
-                state = checkpoint.load(path, map_location=self.device, required=checkpoint.TRAINING_KEYS)
-            except checkpoint.CheckpointError as err:
+                state = checkpoints.load(path, map_location=self.device, required=checkpoints.TRAINING_KEYS)
+            except checkpoints.CheckpointError as err:
                 if self.dist.is_main:
-                    aside = checkpoint.set_aside(path)
+                    aside = checkpoints.set_aside_corrupt(path)
                     log.warning("%s; set aside as %s, trying the checkpoint before it", err, aside.name)
                 distributed.barrier(self.dist)
                 continue
@@ -253,6 +256,15 @@ class Trainer:
         return False
 
     # ------------------------------------------------------------------------------------------------ data
+    def build_split(self, split: str):
+        """The dataset of ``cfg.dataset.<split>`` (None where the config has none), built to serve what the objective
+        reads: with its own input normalisation where it has one (a pre-trained encoder's), in every split."""
+        node = self.cfg.dataset.get(split)
+        if node is None:
+            return None
+        normalization = self.model.input_normalization
+        return instantiate(node) if normalization is None else instantiate(node, normalization=normalization.to_dict())
+
     def batches(self) -> Iterator:
         """Training micro-batches forever, from the saved sampler position. One loader serves the whole run (its
         workers are started once); the position advances as batches are consumed, not as workers prefetch them."""
@@ -290,7 +302,7 @@ class Trainer:
         window = LogWindow(self.device)
         batches = self.batches()
         progress = self._progress_bar()
-        self.model.train()
+        self.wrapped.train()
         with Preemption() as preemption:
             while self.step < self.tc.max_steps and not self.stopped_early:
                 window.add(*self.train_step(batches))
@@ -339,7 +351,7 @@ class Trainer:
             log.info("Run stopped early at step %d; raise trainer.patience to continue it", self.step)
         elif not resumed:
             log.info("Starting a new run in %s", self.run_dir)
-        n_params = sum(p.numel() for p in self.module.parameters())
+        n_params = sum(p.numel() for p in self.model.parameters())
         log.info(
             "%s parameters, precision %s, device %s, %d process(es)",
             f"{n_params:,}",
@@ -366,7 +378,7 @@ class Trainer:
         if self.improved(metrics):
             self.best = {self.tc.monitor: metrics[self.tc.monitor], "step": self.step}
             self.stale_evaluations = 0
-            self.save("best.pt")
+            self.save(checkpoints.BEST_FILE)
         else:
             self.stale_evaluations += 1
         if self.stopped_early:
@@ -394,10 +406,10 @@ class Trainer:
             batch = next(batches)
             last = micro == self.tc.grad_accum - 1
             # DDP all-reduces gradients on every backward unless told not to: only the last micro-step syncs.
-            sync = contextlib.nullcontext() if last or not self.dist.enabled else self.model.no_sync()
+            sync = contextlib.nullcontext() if last or not self.dist.enabled else self.wrapped.no_sync()
             with sync:
                 with self.autocast():
-                    out = self.model(batch, self.mask_generator)
+                    out = self.wrapped(batch, self.mask_generator)
                 # Normalise by the positions counted on all ranks, so N processes match one with N times the batch.
                 count = distributed.all_sum(out.count.float(), self.dist).clamp_min(1)
                 loss = out.loss_sum * self.dist.world_size / count / self.tc.grad_accum
@@ -425,7 +437,7 @@ class Trainer:
         if scaler:
             scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
         max_norm = self.tc.grad_clip if self.tc.grad_clip > 0 else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), max_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
         if scaler:
             scaler.step(self.optimizer)
             scaler.update()
@@ -438,7 +450,7 @@ class Trainer:
     def gather(self, dataset, split: str) -> dict[str, torch.Tensor]:
         """The objective's per-batch evaluation outputs over ``dataset`` (every clip once across processes),
         concatenated, on every rank. Masks use a fixed seed so evaluations compare."""
-        self.model.eval()
+        self.wrapped.eval()
         rows = shard(len(dataset), self.dist.world_size, self.dist.rank)
         loader = DataLoader(
             Subset(dataset, rows), batch_size=self.tc.batch_size, collate_fn=collate, num_workers=self.tc.num_workers
@@ -449,9 +461,9 @@ class Trainer:
             if split == "val" and self.tc.val_batches and i >= self.tc.val_batches:
                 break
             with self.autocast():
-                for key, value in self.module.eval_batch(batch.to(self.device), generator).items():
+                for key, value in self.model.eval_batch(batch.to(self.device), generator).items():
                     parts.setdefault(key, []).append(value.detach().float().cpu())
-        self.model.train()
+        self.wrapped.train()
         state = {key: torch.cat(values) for key, values in parts.items()}
         if self.dist.enabled:
             gathered = [None] * self.dist.world_size
@@ -463,7 +475,7 @@ class Trainer:
     def evaluate(self, dataset, split: str) -> dict[str, float]:
         """The objective's metrics on ``dataset``, named ``<split>/<metric>`` or, for a task's metric
         ``task/metric``, ``task/<split>/metric``."""
-        metrics = self.module.eval_metrics(self.gather(dataset, split))
+        metrics = self.model.eval_metrics(self.gather(dataset, split))
         return {_metric_name(key, split): value for key, value in metrics.items()}
 
     def improved(self, metrics: dict[str, float]) -> bool:
@@ -496,10 +508,10 @@ class Trainer:
         dataset = self.val_set if self.val_set is not None else self.train_set
         batch = collate([dataset[0]]).to(self.device)
         generator = torch.Generator(self.device).manual_seed(self.cfg.seed)
-        self.module.eval()
+        self.model.eval()
         with self.autocast():
-            figures = self.module.example_figures(batch, generator)
-        self.module.train()
+            figures = self.model.example_figures(batch, generator)
+        self.model.train()
         for key, fig in figures.items():
             fig.suptitle(f"{self.cfg.name}, step {self.step}")
             self.logger.log_figure(key, fig, self.step)
@@ -543,14 +555,14 @@ class Trainer:
 
     def test(self) -> dict[str, float]:
         """Metrics on the test split with the best-on-validation weights (the last ones if there is no best)."""
-        if self.cfg.dataset.get("test") is None:
+        test_set = self.build_split("test")
+        if test_set is None:
             return {}
-        test_set = instantiate(self.cfg.dataset.test)
-        best = self.checkpoint_dir / "best.pt"
+        best = self.checkpoint_dir / checkpoints.BEST_FILE
         if best.exists():
-            self.module.load_state_dict(checkpoint.load(best, map_location=self.device, required=("model",))["model"])
+            self.model.load_state_dict(checkpoints.load(best, map_location=self.device, required=("model",))["model"])
         state = self.gather(test_set, "test")
-        metrics = {_metric_name(k, "test"): v for k, v in self.module.eval_metrics(state).items()}
+        metrics = {_metric_name(k, "test"): v for k, v in self.model.eval_metrics(state).items()}
         self.log_metrics(metrics)
         log.info(
             "Test (weights of step %s): %s",
@@ -558,7 +570,7 @@ class Trainer:
             ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()),
         )
         if self.dist.is_main:
-            for key, fig in self.module.eval_figures(state).items():
+            for key, fig in self.model.eval_figures(state).items():
                 self.logger.log_figure(_metric_name(key, "test"), fig, self.step)
                 save_figure(
                     fig, self.run_dir / "figures" / f"{_metric_name(key, 'test').replace('/', '_')}.png", dpi=90
