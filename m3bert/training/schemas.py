@@ -137,11 +137,18 @@ def feature_columns(*names: str, _root_) -> ListConfig:
     return ListConfig(list(block_columns(dict(_root_.features.blocks), names, f"features={_root_.features.name}")))
 
 
+def frame_rate(*, _root_) -> float:
+    """``${frame_rate:}``: frames per second of ``features`` (what masking settings in seconds are converted with)."""
+    return _root_.features.sample_rate / _root_.features.hop_length
+
+
 def register() -> None:
     if not OmegaConf.has_resolver("run_folder"):
         OmegaConf.register_new_resolver("run_folder", run_folder_name)
     if not OmegaConf.has_resolver("feature_columns"):
         OmegaConf.register_new_resolver("feature_columns", feature_columns)
+    if not OmegaConf.has_resolver("frame_rate"):
+        OmegaConf.register_new_resolver("frame_rate", frame_rate)
     if not OmegaConf.has_resolver("sweep_folder"):
         OmegaConf.register_new_resolver("sweep_folder", sweep_folder)
     store = ConfigStore.instance()
