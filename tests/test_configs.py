@@ -134,3 +134,16 @@ def test_a_masking_ratio_that_channel_masking_would_ignore_is_refused_at_compose
 
     with pytest.raises(ConfigError, match="masking.ratio=0.3: this masking has no frame spans"):
         check_train_config(make_config("masking=ccm", "masking.ratio=0.3"))
+
+
+def test_objective_recipes_are_pretrain_demo_with_another_objective_and_masking():
+    base = make_config("+experiment=pretrain_demo")
+    assert base.objective._target_ == make_config("+experiment=pretrain_msd").objective._target_
+    assert base.objective._target_ == "m3bert.objectives.MaskedReconstruction"  # the paper's objective stays
+    targets = {"bestrq": "BestRQ", "multi_target": "MultiTarget", "contrastive": "ClipContrastive"}
+    for name, target in targets.items():
+        cfg = make_config(f"+experiment=pretrain_demo_{name}")
+        assert cfg.objective._target_ == f"m3bert.objectives.{target}"
+        for group in ("model", "dataset", "trainer", "optimizer", "scheduler", "features"):
+            assert cfg[group] == base[group], (name, group)
+        assert cfg.masking.ratio == 0.5 and list(cfg.masking.frames.span_seconds) == [0.1, 0.4]

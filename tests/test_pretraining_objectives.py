@@ -18,7 +18,7 @@ from conftest import CONF, crash_after_checkpoint, make_config
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from test_objectives import finetune_gtzan
-from test_trainer import QUICK, losses
+from test_trainer import QUICK, losses, one_and_two_processes
 
 from m3bert.data import Batch
 from m3bert.export import export
@@ -240,3 +240,28 @@ def test_contrastive_loss_rewards_matching_halves():
     out = objective(batch, torch.Generator())
     assert out.count.item() == 12 and out.logs["accuracy"].item() == 1.0
     assert out.loss_sum.item() / 12 < math.log(11)  # better than chance among the 11 other views
+
+
+def test_bestrq_on_two_processes_matches_one_process(tmp_path):
+    common = [
+        "+experiment=smoke",
+        "objective=bestrq",
+        "logger=none",
+        "trainer.progress=false",
+        "trainer.max_steps=3",
+        "trainer.log_every=1",
+        "trainer.image_every=0",
+        "trainer.val_every=3",
+        "model.dropout=0.0",
+        # Masks are drawn per process; unmasked, every token is a target, so the two runs compute the same sums.
+        "masking=none",
+    ]
+    one, two = one_and_two_processes(tmp_path, common)
+    assert sorted(one) == sorted(two) == [1, 2, 3]
+    torch.testing.assert_close(torch.tensor(list(two.values())), torch.tensor(list(one.values())), rtol=1e-4, atol=1e-5)
+
+
+def test_multi_target_of_a_log_mel_only_feature_set():
+    cfg = make_config(*overrides("multi_target"), "features=logmel128", "~objective.targets.cqt_chroma_reconstruction")
+    objective = instantiate(cfg.objective, _convert_="all")
+    assert list(objective.specs) == ["log_mel_codes"] and objective.specs["log_mel_codes"]["columns"] == (0, 128)

@@ -1,6 +1,6 @@
 """Clip-level contrastive learning on M3BERT's encoder: two views of a clip are positives, the other clips of the
 batch negatives (InfoNCE / NT-Xent as in SimCLR, Chen et al. 2020; two segments of one recording as the views, as in
-COLA, Saeed et al. 2021; heavily masked inputs as the augmentation, as in Myna, Yonay et al. 2024).
+COLA, Saeed et al. 2021; heavily masked inputs as the augmentation, as in Myna, Yonay et al. 2025).
 
 The loader yields one crop per clip per batch, so the two views are the two halves of each crop: time-disjoint
 segments of one recording, which share its timbre, key and style but not its frames, each masked by the ``masking``
@@ -77,7 +77,8 @@ class ClipContrastive(Objective):
     def losses(self, batch: Batch, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(loss_sum, count, correct) over the batch's 2 x batch views; scalars."""
         (first, first_lengths), (second, second_lengths) = halves(batch.features, batch.lengths)
-        z = torch.cat([self.embed(first, first_lengths, generator), self.embed(second, second_lengths, generator)])
+        # Both views through the encoder as one batch of 2 x batch: one pass of larger matrix products.
+        z = self.embed(torch.cat([first, second]), torch.cat([first_lengths, second_lengths]), generator)
         n = len(batch.features)
         similarity = (z @ z.T) / self.temperature
         similarity.fill_diagonal_(float("-inf"))  # a view is not its own negative
