@@ -20,6 +20,7 @@ from hydra.utils import instantiate
 from test_objectives import finetune_gtzan
 from test_trainer import QUICK, losses, one_and_two_processes
 
+from m3bert.common.errors import ConfigError
 from m3bert.data import Batch
 from m3bert.export import export
 from m3bert.extract import extract
@@ -32,6 +33,7 @@ from m3bert.objectives.codes import RandomProjectionQuantizer, code_statistics, 
 from m3bert.objectives.contrastive import halves
 from m3bert.train import run
 from m3bert.training import checkpoint
+from m3bert.training.schemas import check_train_config
 
 OBJECTIVES = ["bestrq", "multi_target", "contrastive"]
 STEPS = 16
@@ -265,3 +267,20 @@ def test_multi_target_of_a_log_mel_only_feature_set():
     cfg = make_config(*overrides("multi_target"), "features=logmel128", "~objective.targets.cqt_chroma_reconstruction")
     objective = instantiate(cfg.objective, _convert_="all")
     assert list(objective.specs) == ["log_mel_codes"] and objective.specs["log_mel_codes"]["columns"] == (0, 128)
+
+
+@pytest.mark.parametrize(
+    "objective, override",
+    [
+        ("bestrq", "objective.codebook_size=0"),
+        ("bestrq", "objective.num_codebooks=0"),
+        ("bestrq", "objective.codebook_dim=0"),
+        ("contrastive", "objective.temperature=0"),
+        ("contrastive", "objective.projection_dim=0"),
+        ("bestrq", "masking.frames.span_seconds=[0.3,0.1]"),
+    ],
+)
+def test_bad_objective_and_masking_values_are_refused_before_a_run_starts(objective, override):
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        check_train_config(make_config(*overrides(objective), override))
