@@ -284,3 +284,10 @@ def test_bad_objective_and_masking_values_are_refused_before_a_run_starts(object
     key = override.split("=")[0]
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         check_train_config(make_config(*overrides(objective), override))
+
+
+def test_an_encoder_trained_contrastively_fine_tunes_unfrozen(trained, tmp_path):
+    summary = run(
+        make_config(*finetune_gtzan(tmp_path, trained["contrastive"], "encoder.mode=finetune")), tmp_path / "ft"
+    )
+    assert 0 <= summary["test"]["gtzan/test/accuracy"] <= 1
