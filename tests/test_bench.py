@@ -17,3 +17,13 @@ def test_training_flops_count_matmuls():
     per_token = 2 * (4 * 64 + 2 * 8 * 16 + 4 * 8 + 64 + 8 * 4)
     attention = 2 * 2 * 1 * 3 * 10 * 10 * 8
     assert pretrain.training_flops(cfg, batch=3, frames=10) == 3 * (per_token * 30 + attention)
+
+
+def test_objective_costs_are_measured_against_reconstruction():
+    from m3bert.bench import objectives
+
+    tiny = ["model=m3bert_tiny", "dataset.max_frames=32", "trainer.batch_size=2"]
+    result = objectives.run(steps=1, precision="fp32", overrides=tiny)
+    assert set(result["seconds_per_step"]) == set(objectives.RECIPES) and result["batch"] == [2, 32, 324]
+    assert result["relative_to_reconstruction"]["masked_reconstruction"] == 1.0
+    assert all(s > 0 for s in result["seconds_per_step"].values()) and result["precision"] == "fp32"

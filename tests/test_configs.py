@@ -102,9 +102,12 @@ def test_wandb_is_offline_by_default(monkeypatch):
 def test_every_masking_option_builds(masking):
     from hydra.utils import instantiate
 
-    cfg = make_config(f"masking={masking}", "masking.ratio=0.2")
+    cfg = make_config(f"masking={masking}")
+    sized = cfg.masking.ratio is not None  # frame spans or patches; channel bands and no masking have no ratio
+    cfg = make_config(f"masking={masking}", *(["masking.ratio=0.2"] if sized else []))
     masker = instantiate(cfg.masking)
     assert masker.enabled == (masking != "none")
+    assert sized == (masking in ("cfm", "cfm_ccm", "patch"))
 
 
 def test_run_folder_names_are_one_safe_path_component():
@@ -114,3 +117,33 @@ def test_run_folder_names_are_one_safe_path_component():
     assert "/" not in run_folder_name("encoder.checkpoint=/runs/a/b")
     long_a, long_b = run_folder_name("x=" + "a" * 300), run_folder_name("x=" + "a" * 299 + "b")
     assert len(long_a) <= 180 and long_a != long_b
+
+
+def test_masking_in_seconds_follows_the_feature_sets_hop():
+    from hydra.utils import instantiate
+
+    spans = ["masking=cfm", "masking.frames.span_seconds=[0.1,0.3]"]
+    assert (instantiate(make_config(*spans).masking).frames.min_span) == round(0.1 * 44100 / 1024)  # 4
+    finer = instantiate(make_config(*spans, "features.hop_length=512").masking).frames
+    assert (finer.min_span, finer.max_span) == (round(0.1 * 44100 / 512), round(0.3 * 44100 / 512))  # 9, 26
+
+
+def test_a_masking_ratio_that_channel_masking_would_ignore_is_refused_at_compose_time():
+    from m3bert.common.errors import ConfigError
+    from m3bert.training.schemas import check_train_config
+
+    with pytest.raises(ConfigError, match="masking.ratio=0.3: this masking has no frame spans"):
+        check_train_config(make_config("masking=ccm", "masking.ratio=0.3"))
+
+
+def test_objective_recipes_are_pretrain_demo_with_another_objective_and_masking():
+    base = make_config("+experiment=pretrain_demo")
+    assert base.objective._target_ == make_config("+experiment=pretrain_msd").objective._target_
+    assert base.objective._target_ == "m3bert.objectives.MaskedReconstruction"  # the paper's objective stays
+    targets = {"bestrq": "BestRQ", "multi_target": "MultiTarget", "contrastive": "ClipContrastive"}
+    for name, target in targets.items():
+        cfg = make_config(f"+experiment=pretrain_demo_{name}")
+        assert cfg.objective._target_ == f"m3bert.objectives.{target}"
+        for group in ("model", "dataset", "trainer", "optimizer", "scheduler", "features"):
+            assert cfg[group] == base[group], (name, group)
+        assert cfg.masking.ratio == 0.5 and list(cfg.masking.frames.span_seconds) == [0.1, 0.4]

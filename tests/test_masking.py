@@ -131,3 +131,55 @@ def test_channel_range_outside_features_is_refused():
     masker = Masker(0.0, channels={"channel_range": [52, 324]})
     with pytest.raises(ValueError, match="channel_range"):
         masker(torch.randn(1, 5, 128), torch.tensor([5]), torch.Generator())
+
+
+@pytest.mark.parametrize("ratio", [0.4, 0.6, 0.75, 0.9])
+def test_high_frame_ratios_are_realised_inside_the_clips(ratio):
+    # At 0.9 of the frames in spans of about 5, there is no room for a gap between every two spans: they merge.
+    lengths = torch.randint(100, 400, (256,), generator=torch.Generator().manual_seed(2))
+    codes = frame_codes(Masker(ratio, frames={}), lengths)
+    realised = (codes > 0).sum(1).float() / lengths
+    assert abs(realised.mean().item() - ratio) < 0.01
+    assert realised.max().item() <= min(1.0, ratio + 0.05)
+    padding = torch.arange(400)[None, :] >= lengths[:, None]
+    assert not codes[padding].any() and codes.max() <= KEEP  # spans never overlap (their codes would add up)
+
+
+@pytest.mark.parametrize("ratio", [0.5, 0.9])
+def test_high_patch_ratios_are_realised(ratio):
+    masker = Masker(ratio, patches={"patch_frames": 4, "patch_channels": 8})
+    codes = masker.codes(torch.full((64,), 80), 80, 64, torch.Generator().manual_seed(0)) > 0
+    assert abs(codes.float().mean().item() - ratio) < 0.01
+
+
+FRAME_RATE = 44100 / 1024
+
+
+def test_spans_in_seconds_equal_the_frame_version_at_the_matching_hop():
+    in_frames = Masker(0.3, frames={"min_span": 2, "max_span": 7, "geometric_p": 0.2})
+    in_seconds = Masker(
+        0.3,
+        frames={"span_seconds": [2 / FRAME_RATE, 7 / FRAME_RATE], "mean_span_seconds": 5 / FRAME_RATE},
+        frame_rate=FRAME_RATE,
+    )
+    lengths = torch.randint(50, 300, (32,), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(frame_codes(in_frames, lengths, 300), frame_codes(in_seconds, lengths, 300))
+    # Half the hop: twice the frames per second, so the same seconds are twice the frames.
+    finer = Masker(0.3, frames={"span_seconds": [2 / FRAME_RATE, 7 / FRAME_RATE]}, frame_rate=2 * FRAME_RATE)
+    assert (finer.frames.min_span, finer.frames.max_span) == (4, 14)
+    patches = Masker(0.3, patches={"patch_seconds": 8 / FRAME_RATE}, frame_rate=FRAME_RATE)
+    assert patches.patches.patch_frames == 8
+
+
+def test_seconds_without_a_frame_rate_or_backwards_are_refused():
+    with pytest.raises(ValueError, match="masking.frame_rate"):
+        Masker(0.3, frames={"span_seconds": [0.1, 0.2]})
+    with pytest.raises(ValueError, match=r"span_seconds=\[0.3, 0.1\]"):
+        Masker(0.3, frames={"span_seconds": [0.3, 0.1]}, frame_rate=FRAME_RATE)
+
+
+def test_a_ratio_nothing_uses_is_refused():
+    # Issue 26: channel masking used to ignore masking.ratio silently.
+    with pytest.raises(ValueError, match="masking.ratio=0.2: this masking has no frame spans or patches"):
+        Masker(0.2, channels={"channel_range": [0, 8]})
+    assert Masker(None, channels={"channel_range": [0, 8]}).enabled

@@ -293,6 +293,23 @@ def test_sweep_with_the_joblib_launcher(tmp_path):
     assert len(list(tmp_path.glob("smoke/*/metrics.json"))) == 2
 
 
+def one_and_two_processes(tmp_path, overrides: list[str]) -> tuple[dict, dict]:
+    """The losses by step of ``overrides`` run by one process with 8 clips a step (in ``tmp_path/one``) and by two
+    data-parallel processes with 4 each (``tmp_path/two``)."""
+    single = cli("m3bert.train", *overrides, "trainer.batch_size=8", f"hydra.run.dir={tmp_path / 'one'}")
+    assert single.returncode == 0, single.stderr[-3000:]
+    double = subprocess.run(
+        torchrun(*overrides, "trainer.batch_size=4", f"hydra.run.dir={tmp_path / 'two'}"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert double.returncode == 0, double.stderr[-3000:]
+    return losses(tmp_path / "one"), losses(tmp_path / "two")
+
+
 def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path):
     common = [
         "+experiment=smoke",
@@ -306,18 +323,7 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path):
         # Masks are drawn per process, so equality is checked on the unmasked objective.
         "masking=none",
     ]
-    single = cli("m3bert.train", *common, "trainer.batch_size=8", f"hydra.run.dir={tmp_path / 'one'}")
-    assert single.returncode == 0, single.stderr[-3000:]
-    double = subprocess.run(
-        torchrun(*common, "trainer.batch_size=4", f"hydra.run.dir={tmp_path / 'two'}"),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    assert double.returncode == 0, double.stderr[-3000:]
-    one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
+    one, two = one_and_two_processes(tmp_path, common)
     assert sorted(one) == sorted(two) == [1, 2, 3, 4]
     torch.testing.assert_close(torch.tensor(list(two.values())), torch.tensor(list(one.values())), rtol=1e-4, atol=1e-5)
     metrics = json.loads((tmp_path / "two/metrics.json").read_text())

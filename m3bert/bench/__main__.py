@@ -36,6 +36,12 @@ def _extract(cuda: bool) -> dict:
     return {"cpu": extract.run("cpu"), **cpu_bf16, **gpu}
 
 
+def _objectives(cuda: bool) -> dict:
+    from m3bert.bench import objectives
+
+    return {"cpu": objectives.run("cpu"), **({"cuda": objectives.run("cuda")} if cuda else {})}
+
+
 def _loader(cuda: bool) -> dict:
     from m3bert.bench import loader
 
@@ -43,15 +49,19 @@ def _loader(cuda: bool) -> dict:
 
 
 # name -> benchmark(cuda available) -> results by device; each writes bench-results/<name>.json
-BENCHMARKS = {"pretrain": _pretrain, "features": _features, "extract": _extract, "loader": _loader}
+BENCHMARKS = {
+    "pretrain": _pretrain,
+    "objectives": _objectives,
+    "features": _features,
+    "extract": _extract,
+    "loader": _loader,
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="bench-results", help="folder for the result files")
-    parser.add_argument(
-        "--only", nargs="*", default=None, help="pretrain, features, extract and/or loader (default: all)"
-    )
+    parser.add_argument("--only", nargs="*", default=None, help=f"any of {', '.join(BENCHMARKS)} (default: all)")
     args = parser.parse_args()
     out = Path(args.out)
     wanted = set(args.only or BENCHMARKS)

@@ -7,6 +7,7 @@ clip, with ``keep`` they are left as they are. The loss covers every masked posi
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -26,9 +27,32 @@ class MaskedInput(NamedTuple):
 @dataclass
 class FrameMasking:
     ratio: float = 0.15
-    min_span: int = 2
+    min_span: int = 2  # frames
     max_span: int = 7
-    geometric_p: float = 0.2
+    geometric_p: float = 0.2  # span lengths are geometric with this success probability: mean 1 / p frames
+    # The same in seconds, converted with the feature set's frame rate so that a recipe keeps its meaning at another
+    # hop: [shortest, longest] span (replaces min_span / max_span) and the mean span (replaces geometric_p).
+    span_seconds: tuple[float, float] | None = None
+    mean_span_seconds: float | None = None
+
+    def in_frames(self, frame_rate: float | None) -> FrameMasking:
+        """This masking with the ``*_seconds`` keys converted to frames at ``frame_rate`` (frames per second)."""
+        if self.span_seconds is None and self.mean_span_seconds is None:
+            return self
+        rate = _frame_rate(frame_rate, "masking.frames.span_seconds / mean_span_seconds")
+        out = dataclasses.replace(self, span_seconds=None, mean_span_seconds=None)
+        if self.span_seconds is not None:
+            shortest, longest = self.span_seconds
+            if not 0 < shortest <= longest:
+                raise ValueError(
+                    f"masking.frames.span_seconds={list(self.span_seconds)}: needs 0 < shortest <= longest seconds"
+                )
+            out.min_span, out.max_span = _frames(shortest, rate), _frames(longest, rate)
+        if self.mean_span_seconds is not None:
+            if self.mean_span_seconds <= 0:
+                raise ValueError(f"masking.frames.mean_span_seconds={self.mean_span_seconds}: must be > 0 seconds")
+            out.geometric_p = min(1.0, 1.0 / (self.mean_span_seconds * rate))
+        return out
 
 
 @dataclass
@@ -44,6 +68,27 @@ class PatchMasking:
     patch_frames: int = 8
     patch_channels: int = 16
     channel_range: tuple[int, int] | None = None  # [start, stop) columns; None: all of them
+    patch_seconds: float | None = None  # a patch's duration in seconds (replaces patch_frames)
+
+    def in_frames(self, frame_rate: float | None) -> PatchMasking:
+        """This masking with ``patch_seconds`` converted to frames at ``frame_rate`` (frames per second)."""
+        if self.patch_seconds is None:
+            return self
+        rate = _frame_rate(frame_rate, "masking.patches.patch_seconds")
+        if self.patch_seconds <= 0:
+            raise ValueError(f"masking.patches.patch_seconds={self.patch_seconds}: must be > 0 seconds")
+        return dataclasses.replace(self, patch_seconds=None, patch_frames=_frames(self.patch_seconds, rate))
+
+
+def _frame_rate(frame_rate: float | None, keys: str) -> float:
+    if frame_rate is None or frame_rate <= 0:
+        raise ValueError(f"{keys} need masking.frame_rate (frames per second; the configs set it from `features`)")
+    return frame_rate
+
+
+def _frames(seconds: float, frame_rate: float) -> int:
+    """The nearest whole number of frames to ``seconds``, at least one."""
+    return max(1, round(seconds * frame_rate))
 
 
 class Masker:
@@ -52,17 +97,31 @@ class Masker:
 
     def __init__(
         self,
-        ratio: float = 0.15,
+        ratio: float | None = 0.15,
         frames: Mapping | None = None,
         channels: Mapping | None = None,
         patches: Mapping | None = None,
         replace: Mapping | None = None,
+        frame_rate: float | None = None,
     ):
-        if not 0.0 <= ratio < 1.0:
+        """``ratio``: the share of each clip's frames (or patches) to mask, for frame and patch masking; channel
+        bands are sized by their widths, so a ratio without either is refused rather than silently ignored.
+        ``frame_rate``: frames per second of the features, for settings given in seconds."""
+        if frames is None and patches is None:
+            if ratio:
+                raise ValueError(
+                    f"masking.ratio={ratio}: this masking has no frame spans or patches that a ratio would size "
+                    "(channel bands are sized by masking.channels.min_width/max_width); drop masking.ratio, or "
+                    "choose masking=cfm, cfm_ccm or patch"
+                )
+            ratio = 0.0
+        if ratio is None or not 0.0 <= ratio < 1.0:
             raise ValueError(f"masking.ratio must be in [0, 1), got {ratio}")
-        self.frames = FrameMasking(ratio=ratio, **frames) if frames is not None else None
+        self.frames = FrameMasking(ratio=ratio, **_tuples(frames)).in_frames(frame_rate) if frames is not None else None
         self.channels = ChannelMasking(**_tuples(channels)) if channels is not None else None
-        self.patches = PatchMasking(ratio=ratio, **_tuples(patches)) if patches is not None else None
+        self.patches = (
+            PatchMasking(ratio=ratio, **_tuples(patches)).in_frames(frame_rate) if patches is not None else None
+        )
         replace = dict(replace or {"zero": 0.8, "random": 0.1, "keep": 0.1})
         probs = torch.tensor([replace.pop("zero"), replace.pop("random"), replace.pop("keep")], dtype=torch.float64)
         if replace or (probs < 0).any() or abs(float(probs.sum()) - 1.0) > 1e-6:
@@ -121,4 +180,5 @@ class Masker:
 
 def _tuples(cfg: Mapping) -> dict:
     # YAML gives lists; the dataclasses document ranges as tuples.
-    return {k: tuple(v) if k == "channel_range" and v is not None else v for k, v in dict(cfg).items()}
+    pairs = ("channel_range", "span_seconds")
+    return {k: tuple(v) if k in pairs and v is not None else v for k, v in dict(cfg).items()}

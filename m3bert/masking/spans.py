@@ -59,11 +59,15 @@ def frame_spans(
     widths = ((before + widths).clamp_max(lengths[:, None]) - before).clamp_min(0) * active
     active &= widths > 0
     count = active.sum(1)
-    # Free frames to scatter as gaps, keeping one frame between consecutive spans so spans stay distinct.
-    free = (lengths - widths.sum(1) - (count - 1).clamp_min(0)).clamp_min(0)
+    covered = widths.sum(1)
+    # One unmasked frame between consecutive spans keeps them distinct where the clip has room for it; at high
+    # ratios (say 0.9 of the frames in 5-frame spans) it has not, and the spans that then touch merge into longer
+    # ones: the masked share stays the budget and nothing spills into the padding.
+    separated = torch.minimum((count - 1).clamp_min(0), (lengths - covered).clamp_min(0))
+    free = (lengths - covered - separated).clamp_min(0)  # frames to scatter as gaps
     gaps = torch.floor(torch.rand(batch, k, generator=generator, device=device) * (free[:, None] + 1)).long()
     gaps = torch.where(active, gaps, free[:, None]).sort(1).values
-    separators = torch.arange(k, device=device)[None, :].clamp_max((count - 1).clamp_min(0)[:, None])
+    separators = torch.arange(k, device=device)[None, :].clamp_max(separated[:, None])
     starts = (gaps + widths.cumsum(1) - widths + separators).clamp_max(num_frames)
     codes = draw_codes((batch, k), probs, generator)
     return _rasterize(starts, widths, codes, num_frames)

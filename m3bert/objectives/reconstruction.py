@@ -13,18 +13,28 @@ from m3bert.masking import MaskedInput, Masker
 from m3bert.models.encoder import M3BERT, M3BERTConfig, unstack_frames
 from m3bert.objectives.base import Objective, StepOutput
 
+LOSSES = ("huber", "l1")
+
+
+def reconstruction_error(prediction: torch.Tensor, target: torch.Tensor, loss: str, huber_delta: float) -> torch.Tensor:
+    """Element-wise error (Huber or L1) of ``prediction`` against ``target``, both (batch, frames, dim), in float32."""
+    if loss == "huber":
+        return F.huber_loss(prediction.float(), target.float(), delta=huber_delta, reduction="none")
+    return (prediction.float() - target.float()).abs()
+
 
 class ReconstructionHead(nn.Module):
-    """Linear, GELU, LayerNorm, Linear back to the input features: (batch, tokens, hidden) -> (batch, frames, dim)."""
+    """Linear, GELU, LayerNorm, Linear back to the input features: (batch, tokens, hidden) -> (batch, frames, dim),
+    ``dim`` the encoder's input width, or ``output_dim`` for a head that restores some columns only."""
 
-    def __init__(self, cfg: M3BERTConfig):
+    def __init__(self, cfg: M3BERTConfig, output_dim: int | None = None):
         super().__init__()
         self.downsample = cfg.downsample
         self.net = nn.Sequential(
             nn.Linear(cfg.hidden_size, cfg.hidden_size),
             nn.GELU(),
             nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps),
-            nn.Linear(cfg.hidden_size, cfg.input_dim * cfg.downsample),
+            nn.Linear(cfg.hidden_size, (output_dim or cfg.input_dim) * cfg.downsample),
         )
 
     def forward(self, hidden: torch.Tensor, frames: int) -> torch.Tensor:
@@ -41,7 +51,7 @@ class MaskedReconstruction(Objective):
     def __init__(self, model: M3BERTConfig | Mapping, masker: Masker, loss: str = "huber", huber_delta: float = 1.0):
         super().__init__()
         model = model if isinstance(model, M3BERTConfig) else M3BERTConfig(**model)
-        if loss not in ("huber", "l1"):
+        if loss not in LOSSES:
             raise ValueError(f"objective.loss must be huber or l1, got {loss!r}")
         self.encoder = M3BERT(model)
         self.head = ReconstructionHead(model)
@@ -54,11 +64,7 @@ class MaskedReconstruction(Objective):
     def forward(self, batch: Batch, generator: torch.Generator) -> StepOutput:
         features, lengths = batch.features, batch.lengths
         masked = self.masker(features, lengths, generator)
-        prediction = self.reconstruct(masked, lengths).float()
-        if self.loss == "huber":
-            error = F.huber_loss(prediction, features.float(), delta=self.huber_delta, reduction="none")
-        else:
-            error = (prediction - features.float()).abs()
+        error = reconstruction_error(self.reconstruct(masked, lengths), features, self.loss, self.huber_delta)
         mask = masked.mask
         count = mask.sum()
         return StepOutput((error * mask).sum(), count, {"masked_fraction": count / mask.numel()})

@@ -73,6 +73,11 @@ TRAIN_RULES = {
     "scheduler.warmup_steps": NON_NEGATIVE,
     "scheduler.final_ratio": FRACTION,
     "objective.huber_delta": POSITIVE,
+    "objective.num_codebooks": Rule(low=1),
+    "objective.codebook_size": Rule(low=1),
+    "objective.codebook_dim": Rule(low=1),
+    "objective.temperature": POSITIVE,
+    "objective.projection_dim": Rule(low=1),
     "objective.head_hidden": Rule(low=1),
     "objective.head_dropout": FRACTION,
     "encoder.lr_scale": NON_NEGATIVE,
@@ -154,6 +159,11 @@ def feature_columns(*names: str, _root_) -> ListConfig:
     return ListConfig(list(block_columns(dict(_root_.features.blocks), names, f"features={_root_.features.name}")))
 
 
+def frame_rate(*, _root_) -> float:
+    """``${frame_rate:}``: frames per second of ``features`` (what masking settings in seconds are converted with)."""
+    return _root_.features.sample_rate / _root_.features.hop_length
+
+
 def register() -> None:
     """Register the typed schemas with Hydra's ConfigStore and the resolvers (``run_folder``, ``feature_columns``,
     ``sweep_folder``) with OmegaConf; idempotent. Every entry point that composes configs calls it first."""
@@ -161,6 +171,8 @@ def register() -> None:
         OmegaConf.register_new_resolver("run_folder", run_folder_name)
     if not OmegaConf.has_resolver("feature_columns"):
         OmegaConf.register_new_resolver("feature_columns", feature_columns)
+    if not OmegaConf.has_resolver("frame_rate"):
+        OmegaConf.register_new_resolver("frame_rate", frame_rate)
     if not OmegaConf.has_resolver("sweep_folder"):
         OmegaConf.register_new_resolver("sweep_folder", sweep_folder)
     store = ConfigStore.instance()
