@@ -10,7 +10,8 @@ a labelled probe set (label ``soundtrack`` = the package); the others go into a 
 - ``probe_labels.csv`` / ``pretrain_labels.csv``: per track (``track_id`` as the folder adapter names it) the
   ``soundtrack``, the ``work`` (:func:`work_of`: versions of one piece, like ``celtic`` and ``celtic_fast``, share
   it) and a ``split`` drawn per work, so that versions of one piece never straddle a split or a probe fold;
-- ``sources.csv``: per package its version, licences (from its ``copyright`` file), music tracks and role.
+- ``sources.csv``: per package its version, licences (from its ``copyright`` file, copied to
+  ``licences/<package>.copyright``), music tracks and role.
 
 Debian/Ubuntu only (apt-get and dpkg-deb); elsewhere it says what it needs. Never used by the tests or the demo.
 Other game-music packages are deliberately left out: they are kept for held-out checks.
@@ -36,7 +37,7 @@ from m3bert.adapters.base import AUDIO_SUFFIXES, Track
 from m3bert.adapters.splits import random_split
 from m3bert.common.configs import config_dir
 from m3bert.common.errors import UserError, reports_errors
-from m3bert.common.files import write_csv
+from m3bert.common.files import write_csv, write_text
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +95,20 @@ def choose_roles(tracks_per_source: dict[str, int], min_tracks: int, pretrain: I
     return roles
 
 
+# Licences named in free-form (not machine-readable) copyright files, as DEP-5 short names.
+FREE_FORM_LICENCES = (
+    (r"GNU General Public License,? (?:as published [^.]*?)?version (\d)", "GPL-{}"),
+    (r"GNU Lesser General Public License", "LGPL"),
+    (r"Creative Commons Attribution[- ]Share[- ]?Alike", "CC-BY-SA"),
+    (r"Creative Commons Attribution(?![- ]Share)", "CC-BY"),
+    (r"public domain", "PD"),
+)
+
+
 def licences(copyright_text: str) -> str:
     """The licences a Debian ``copyright`` file gives for its sound or music files (the paragraphs whose ``Files:``
-    name them), else every licence it names; ', '-joined, in order of appearance."""
+    name them), else every licence it names; ', '-joined, in order of appearance. A free-form file (no
+    ``License:`` fields) gives the licences its prose names (:data:`FREE_FORM_LICENCES`), marked ``(free-form)``."""
     names, music = [], []
     for paragraph in re.split(r"\n\s*\n", copyright_text):
         found = re.findall(r"^License:\s*(\S.*?)\s*$", paragraph, flags=re.MULTILINE)
@@ -104,7 +116,16 @@ def licences(copyright_text: str) -> str:
         names += found
         if re.search(r"music|sound", files, flags=re.IGNORECASE):
             music += found
-    return ", ".join(dict.fromkeys(music or names))
+    if names:
+        return ", ".join(dict.fromkeys(music or names))
+    prose = " ".join(copyright_text.split())
+    found = {
+        (pattern, short.format(*match.groups())): match.start()
+        for pattern, short in FREE_FORM_LICENCES
+        for match in re.finditer(pattern, prose, flags=re.IGNORECASE)
+    }
+    ordered = sorted(found.items(), key=lambda item: item[1])
+    return ", ".join(dict.fromkeys(short for (_, short), _ in ordered)) + " (free-form)" if ordered else ""
 
 
 def track_table(files: dict[str, list[str]], roles: dict[str, str], seed: int = 0) -> pd.DataFrame:
@@ -177,7 +198,7 @@ def download(package: str, debs: Path) -> Path | None:
 
 
 def unpack(package: str, deb: Path, scratch: Path) -> tuple[dict[str, Path], str, str]:
-    """Unpack ``deb`` into ``scratch``: its music files (unique name -> path), version and licences."""
+    """Unpack ``deb`` into ``scratch``: its music files (unique name -> path), version and copyright text."""
     subprocess.run(["dpkg-deb", "-x", str(deb), str(scratch)], check=True)
     version = subprocess.run(
         ["dpkg-deb", "-f", str(deb), "Version"], check=True, capture_output=True, text=True
@@ -186,7 +207,7 @@ def unpack(package: str, deb: Path, scratch: Path) -> tuple[dict[str, Path], str
     text = copyright_file.read_text(errors="replace") if copyright_file.is_file() else ""
     members = sorted(p.relative_to(scratch).as_posix() for p in scratch.rglob("*") if p.is_file())
     names = music_names(members)
-    return {name: scratch / member for member, name in names.items()}, version, licences(text) or "unknown"
+    return {name: scratch / member for member, name in names.items()}, version, text
 
 
 def fetch(out: Path, packages: Sequence[str], min_tracks: int, pretrain: Sequence[str], seed: int) -> pd.DataFrame:
@@ -210,7 +231,9 @@ def fetch(out: Path, packages: Sequence[str], min_tracks: int, pretrain: Sequenc
                 sources.append({"package": package, "version": None, "licence": None, "tracks": 0})
                 continue
             scratch = Path(scratch_root) / package
-            music, version, licence = unpack(package, deb, scratch)
+            music, version, text = unpack(package, deb, scratch)
+            licence = licences(text) or "unknown"
+            write_text(text, out / "licences" / f"{package}.copyright")  # the whole text, beside the short names
             unpacked[package] = music
             files[package] = sorted(music)
             sources.append({"package": package, "version": version, "licence": licence, "tracks": len(music)})

@@ -100,3 +100,14 @@ def test_without_apt_it_says_what_it_needs(monkeypatch):
     monkeypatch.setattr(real_music.shutil, "which", lambda tool: None if tool == "dpkg-deb" else "/bin/true")
     with pytest.raises(UserError, match="needs dpkg-deb .*Debian or Ubuntu"):
         real_music.check_tools()
+
+
+def test_a_free_form_copyright_file_gives_the_licences_its_prose_names():
+    text = (
+        "This package was debianized by someone.\n\nLicense:\n\n   This program is free software; you can "
+        "redistribute it under the terms of the GNU General Public License as published by the Free Software "
+        "Foundation; either version 2 of the License.\n   Music is under the Creative Commons Attribution 3.0\n"
+        "   license.\n"
+    )
+    assert real_music.licences(text) == "GPL-2, CC-BY (free-form)"
+    assert real_music.licences("no licence named here") == ""
