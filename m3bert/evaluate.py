@@ -128,10 +128,13 @@ def describe(embedding: str) -> dict[str, Any]:
 
 
 def write_runs(out: Path, scores: pd.DataFrame, settings: dict[str, Any], metric: str, seconds: float) -> None:
-    """One finished run record per (embedding, repeat) under ``out/runs``; its test metric is the mean over that
-    repeat's outer folds."""
+    """One finished run record per (embedding, repeat) under ``out/runs``. Its test metric,
+    ``<label>/test/<metric>`` as fine-tuning names a task's, is the mean over that repeat's outer folds; the mean
+    inner-fold score of the chosen settings is ``<label>/inner/<metric>``."""
     commit, ended = records.git_commit(), datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    label = settings["label"]
     for (embedding, repeat), part in scores.groupby(["embedding", "repeat"], sort=False):
+        test = {f"{label}/test/{metric}": float(part["score"].mean())}
         record = {
             "status": "finished",
             "stage": STAGE,
@@ -140,11 +143,13 @@ def write_runs(out: Path, scores: pd.DataFrame, settings: dict[str, Any], metric
             "overrides": None,
             "sweep": None,
             "config": {"embedding": embedding, **describe(embedding), **settings, "seed": int(repeat)},
+            # As records.finish keeps them; "test" also at the top level, where evaluation records keep it.
             "metrics": {
                 "final": {},
-                "best": {f"inner_{metric}": float(part["inner_score"].mean())},
-                "test": {metric: float(part["score"].mean())},
+                "best": {f"{label}/inner/{metric}": float(part["inner_score"].mean())},
+                "test": test,
             },
+            "test": test,
             "folds": len(part),
             "wall_time_s": seconds,
             "git_commit": commit,

@@ -119,7 +119,8 @@ def test_evaluate_finds_what_the_features_carry_and_nothing_in_noise(tmp_path, p
     assert record["config"]["embedding"] == "features" and record["config"]["label"] == "loudness"
     assert record["config"]["model"] == str(pretrained) and record["config"]["data"] == str(data)
     run = load_run(out / "runs/best_layer/repeat_0")
-    assert run.stage == "evaluate" and run.config["layer"] == "best" and 0 <= run.metrics["accuracy"] <= 1
+    assert run.stage == "evaluate" and run.config["layer"] == "best"
+    assert 0 <= run.metrics["loudness/test/accuracy"] <= 1 and record["test"] == record["metrics"]["test"]
     written = pd.read_csv(out / "summary.csv").set_index("embedding")
     assert written.loc["features", "mean"] == pytest.approx(summary.loc["features", "mean"])
     assert written.loc["layer_2", "encoder"] == "pretrained" and written.loc["random_layer_2", "encoder"] == "random"
@@ -133,7 +134,7 @@ def test_a_numeric_label_is_probed_by_ridge_regression(tmp_path, pretrained):
     cfg = evaluate_config(f"model_path={pretrained}", f"data={data}", "label=level", f"out={tmp_path}/out", *FAST)
     summary = evaluate(cfg).set_index("embedding")
     assert summary.loc["features", "mean"] > 0.8  # R²
-    assert json.loads((tmp_path / "out/runs/features/repeat_0/run.json").read_text())["metrics"]["test"]["r2"] > 0.8
+    assert json.loads((tmp_path / "out/runs/features/repeat_0/run.json").read_text())["test"]["level/test/r2"] > 0.8
 
 
 def test_a_missing_label_column_is_one_line_and_exit_2(tmp_path, pretrained):
