@@ -120,7 +120,8 @@ def layer_embeddings(pooled: np.ndarray, prefix: str = "") -> tuple[dict[str, np
 def describe(embedding: str) -> dict[str, Any]:
     """The config keys that tell an embedding's runs apart in the report: encoder, layer and pooling."""
     if embedding == FEATURES:
-        return {"encoder": "none", "layer": None, "pooling": "mean+std"}
+        # Strings, not None: a report groups runs by these values, and a missing value would drop the floor's rows.
+        return {"encoder": "none", "layer": "none", "pooling": "mean+std"}
     encoder = "random" if embedding.startswith("random_") else "pretrained"
     what = embedding.removeprefix("random_")
     layer = {"best_layer": "best", "mean_over_layers": "mean"}.get(what) or int(what.removeprefix("layer_"))

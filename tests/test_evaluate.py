@@ -117,6 +117,7 @@ def test_evaluate_finds_what_the_features_carry_and_nothing_in_noise(tmp_path, p
     record = json.loads((out / "runs/features/repeat_1/run.json").read_text())
     assert record["status"] == "finished" and record["stage"] == "evaluate" and record["seed"] == 1
     assert record["config"]["embedding"] == "features" and record["config"]["label"] == "loudness"
+    assert record["config"]["layer"] == "none"  # a value, so that a report groups the floor's runs
     assert record["config"]["model"] == str(pretrained) and record["config"]["data"] == str(data)
     run = load_run(out / "runs/best_layer/repeat_0")
     assert run.stage == "evaluate" and run.config["layer"] == "best"
