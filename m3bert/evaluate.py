@@ -96,6 +96,11 @@ def labelled_clips(data: Path, manifest_name: str, label: str, group: str | None
     kept = manifest[manifest[label].notna()].reset_index(drop=True)
     if kept.empty:
         raise ValueError(f"{path}: no clip has a {label!r} value; choose another label=")
+    if kept[group].nunique() < 2:
+        raise ValueError(
+            f"{path}: the labelled clips are all in one {group!r} group, so no fold can hold any out; "
+            "choose another group= column"
+        )
     return kept, group
 
 

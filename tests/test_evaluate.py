@@ -145,3 +145,11 @@ def test_a_missing_label_column_is_one_line_and_exit_2(tmp_path, pretrained):
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "no column 'genre' for label=" in done.stderr
     assert "manifest.csv" in done.stderr
+
+    from m3bert.evaluate import labelled_clips
+
+    pd.read_csv(data / "manifest.csv").assign(album="one").to_csv(data / "manifest.csv", index=False)
+    with pytest.raises(ValueError, match="all in one 'album' group"):
+        labelled_clips(data, "manifest.csv", "loudness", "album")
+    clips, group = labelled_clips(data, "manifest.csv", "loudness", None)
+    assert group == "work" and len(clips) == 3  # the demo's and real-music's piece column, found by itself
