@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from tqdm import tqdm
 from m3bert.common.configs import Rule, check_config, config_dir
 from m3bert.common.errors import UserError, reports_errors
 from m3bert.common.files import write_csv, write_json, write_text
-from m3bert.data import ManifestDataset
+from m3bert.data import ManifestDataset, read_manifest
 from m3bert.inference.pretrained import load_pretrained
 from m3bert.inference.representations import Representations
 from m3bert.models.encoder import M3BERT
@@ -79,8 +80,6 @@ def group_column(manifest: pd.DataFrame, group: str | None) -> str:
 def labelled_clips(data: Path, manifest_name: str, label: str, group: str | None) -> tuple[pd.DataFrame, str]:
     """The rows of ``data/manifest_name`` that carry ``label``, and the group column; ValueErrors name the file and
     the column."""
-    from m3bert.data import read_manifest
-
     path = data / manifest_name
     if not path.is_file():
         raise FileNotFoundError(
@@ -105,9 +104,11 @@ def labelled_clips(data: Path, manifest_name: str, label: str, group: str | None
 
 
 @torch.no_grad()
-def pooled_states(rep: Representations, clips: ManifestDataset, rows: range, progress: bool, what: str) -> np.ndarray:
-    """(clips, hidden states, 3 hidden) float32: each clip encoded whole and every hidden state pooled to
-    mean ⊕ std ⊕ max over its frames."""
+def pooled_states(
+    rep: Representations, clips: ManifestDataset, rows: Sequence[int], progress: bool, what: str
+) -> np.ndarray:
+    """(len(rows), hidden states, 3 hidden) float32: each clip (manifest row) encoded whole and every hidden state
+    pooled to mean ⊕ std ⊕ max over its frames."""
     out = []
     for start in tqdm(range(0, len(rows), rep.batch_size), desc=what, disable=not progress):
         features = [clips[row].features for row in rows[start : start + rep.batch_size]]
