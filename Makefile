@@ -34,6 +34,19 @@ reproduce-paper: ## The paper's study, resumable: prepare, pre-train, fine-tune 
 	$(PYTHON) -m m3bert.reproduce $(if $(SCALE),scale=$(SCALE),) $(if $(DRY_RUN),dry_run=$(DRY_RUN),) \
 	  $(if $(STAGES),stages=$(STAGES),) $(if $(SEEDS),seeds=$(SEEDS),)
 
+# Where `make real-music` puts the audio (with the .debs) and the prepared folders.
+REAL_MUSIC_AUDIO ?= $(or $(M3BERT_AUDIO),audio)/real_music
+REAL_MUSIC_DATA ?= $(or $(M3BERT_DATA),data)/real_music
+
+.PHONY: real-music
+real-music: ## Optional, Debian/Ubuntu: game soundtracks (apt-get download) -> probe set + pre-training corpus (PRETRAIN=pkg,...)
+	$(PYTHON) -m m3bert.adapters.real_music out=$(REAL_MUSIC_AUDIO) $(if $(PRETRAIN),'pretrain=[$(PRETRAIN)]',)
+	for role in probe pretrain; do \
+	  $(PYTHON) -m m3bert.prepare dataset=folder dataset.root=$(REAL_MUSIC_AUDIO)/$$role \
+	    dataset.source.labels=$(REAL_MUSIC_AUDIO)/$${role}_labels.csv out=$(REAL_MUSIC_DATA)/$$role \
+	    clip.policy=segments progress=false || exit 1; \
+	done
+
 .PHONY: lint
 lint: ## Lint and check formatting (ruff); `ruff format m3bert tests` fixes the formatting
 	$(PYTHON) -m ruff check m3bert tests

@@ -112,7 +112,7 @@ def test_there_are_no_import_cycles(graph):
 
 def test_the_top_level_holds_only_entry_points():
     top = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
-    assert top == {"train", "prepare", "extract", "export", "analyze", "demo", "reproduce", "hear"}
+    assert top == {"train", "prepare", "extract", "export", "analyze", "demo", "reproduce", "hear", "evaluate"}
     assert (PACKAGE / "report" / "__main__.py").is_file()  # python -m m3bert.report: an entry point as a package
 
 

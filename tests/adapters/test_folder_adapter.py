@@ -32,3 +32,25 @@ def test_errors_name_the_problem(tmp_path):
     touch(tmp_path / "loose.mp3")
     with pytest.raises(DatasetLayoutError, match="both"):
         folder.tracks(tmp_path)
+
+
+def test_a_labels_table_gives_labels_and_splits_by_track_id(tmp_path):
+    touch(tmp_path / "audio" / "naev" / "combat1.ogg")
+    touch(tmp_path / "audio" / "naev" / "combat2.ogg")
+    touch(tmp_path / "audio" / "xmoto" / "menu.ogg")
+    table = tmp_path / "labels.csv"
+    table.write_text(
+        "track_id,soundtrack,work,split\nnaev/combat1,naev,naev/combat,train\nnaev/combat2,naev,naev/combat,train\n"
+        "xmoto/menu,,,test\n"
+    )
+    tracks = {t.track_id: t for t in folder.tracks(tmp_path / "audio", labels=table)}
+    assert tracks["naev/combat2"].labels == {"soundtrack": "naev", "work": "naev/combat"}
+    assert tracks["naev/combat2"].split == "train"
+    assert tracks["xmoto/menu"].labels == {} and tracks["xmoto/menu"].split == "test"  # empty cells: no label
+
+    table.write_text("track_id,soundtrack\nnaev/combat9,naev\n")
+    with pytest.raises(DatasetLayoutError, match="no audio file below"):
+        folder.tracks(tmp_path / "audio", labels=table)
+    table.write_text("id,soundtrack\nnaev/combat1,naev\n")
+    with pytest.raises(DatasetLayoutError, match="no track_id column"):
+        folder.tracks(tmp_path / "audio", labels=table)
