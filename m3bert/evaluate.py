@@ -134,11 +134,15 @@ def describe(embedding: str) -> dict[str, Any]:
     return {"encoder": encoder, "layer": layer, "pooling": "mean+std+max"}
 
 
-def write_runs(out: Path, scores: pd.DataFrame, settings: dict[str, Any], metric: str, seconds: float) -> None:
-    """One finished run record per (embedding, repeat) under ``out/runs``. Its test metric,
+def write_runs(
+    out: Path, scores: pd.DataFrame, settings: dict[str, Any], metric: str, seconds: float, resolved: dict[str, str]
+) -> None:
+    """One finished run record per (embedding, repeat) under ``out/runs``, with the environment and the
+    ``resolved`` precision and device as training records keep them. Its test metric,
     ``<label>/test/<metric>`` as fine-tuning names a task's, is the mean over that repeat's outer folds; the mean
     inner-fold score of the chosen settings is ``<label>/inner/<metric>``."""
     commit, ended = records.git_commit(), datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    environment = {**records.environment(), **resolved}
     label = settings["label"]
     for (embedding, repeat), part in scores.groupby(["embedding", "repeat"], sort=False):
         test = {f"{label}/test/{metric}": float(part["score"].mean())}
@@ -160,6 +164,7 @@ def write_runs(out: Path, scores: pd.DataFrame, settings: dict[str, Any], metric
             "folds": len(part),
             "wall_time_s": seconds,
             "git_commit": commit,
+            "environment": environment,
             "ended": ended,
             "error": None,
         }
@@ -214,6 +219,9 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
     choices = {}
     for prefix, encoder in (("", loaded.encoder), ("random_", random_encoder)):
         rep = Representations(encoder, front_end, training_frames=loaded.training_frames, **options)
+        # The encoder's compute dtype and device as resolved here (dtype=auto is bf16 on a CPU with native bf16).
+        resolved = {"precision": {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(rep.dtype, "fp32")}
+        resolved["device"] = str(rep.device)
         what = "random encoder" if prefix else "model"
         pooled = pooled_states(rep, dataset, rows, cfg.progress, f"encoding clips ({what})")
         layers, names = layer_embeddings(pooled, prefix)
@@ -245,7 +253,7 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
     }
     seconds = time.perf_counter() - started
     out.mkdir(parents=True, exist_ok=True)
-    write_runs(out, scores, settings, metric, seconds)
+    write_runs(out, scores, settings, metric, seconds, resolved)
     write_csv(scores, out / "scores.csv")
     write_csv(summary.assign(metric=metric, **describe_columns(summary["embedding"])), out / "summary.csv")
     facts = {"clips": len(clips), "groups": len(np.unique(groups)), "kind": kind}

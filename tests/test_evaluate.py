@@ -119,6 +119,9 @@ def test_evaluate_finds_what_the_features_carry_and_nothing_in_noise(tmp_path, p
     assert record["config"]["embedding"] == "features" and record["config"]["label"] == "loudness"
     assert record["config"]["layer"] == "none"  # a value, so that a report groups the floor's runs
     assert record["config"]["model"] == str(pretrained) and record["config"]["data"] == str(data)
+    # Provenance as training records keep it: the encoder's resolved compute precision and device, the CPU, torch.
+    assert record["environment"]["precision"] in ("fp32", "bf16") and record["environment"]["device"] == "cpu"
+    assert {"cpu", "torch", "threads", "git_dirty"} <= set(record["environment"])
     run = load_run(out / "runs/best_layer/repeat_0")
     assert run.stage == "evaluate" and run.config["layer"] == "best"
     assert 0 <= run.metrics["loudness/test/accuracy"] <= 1 and record["test"] == record["metrics"]["test"]
