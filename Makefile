@@ -26,13 +26,13 @@ smoke: ## Pre-train a tiny model on generated features for 20 steps (seconds)
 	$(PYTHON) -m m3bert.train +experiment=smoke
 
 .PHONY: demo
-demo: ## The whole study on the embedded demo corpus (QUICK=1: small corpus, about 3 minutes; default about 26)
-	$(PYTHON) -m m3bert.demo $(if $(QUICK),--quick,)
+demo: ## The study pipeline's tour of the embedded demo corpus (QUICK=1: small corpus, about 3.5 minutes; default about 26)
+	$(PYTHON) -m m3bert.reproduce scale=$(if $(QUICK),tour_quick,tour)
 
 .PHONY: reproduce-paper
 reproduce-paper: ## The paper's study, resumable: prepare, pre-train, fine-tune x 3 seeds, report (SCALE=demo, DRY_RUN=1, STAGES=...)
 	$(PYTHON) -m m3bert.reproduce $(if $(SCALE),scale=$(SCALE),) $(if $(DRY_RUN),dry_run=$(DRY_RUN),) \
-	  $(if $(STAGES),stages=$(STAGES),) $(if $(SEEDS),seeds=$(SEEDS),)
+	  $(if $(STAGES),'stages=[$(STAGES)]',) $(if $(SEEDS),'seeds=[$(SEEDS)]',)
 
 # Where `make real-music` puts the audio (with the .debs) and the prepared folders.
 REAL_MUSIC_AUDIO ?= $(or $(M3BERT_AUDIO),audio)/real_music

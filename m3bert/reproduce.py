@@ -1,20 +1,27 @@
-"""The paper's study as one resumable pipeline: ``make reproduce-paper`` (``python -m m3bert.reproduce``).
+"""The study pipeline: ``make reproduce-paper`` and ``make demo`` (``python -m m3bert.reproduce scale=...``).
 
-Stages, each a list of jobs:
+Stages, each a list of jobs (``conf/reproduce.yaml``; a scale, ``conf/scale/``, says which datasets, recipes,
+seeds and stages):
 
-1. ``prepare``: features of the nine datasets (four pre-training corpora, five tasks);
-2. ``pretrain``: the encoder on the four corpora together (``+experiment=pretrain_paper``);
-3. ``finetune``: multi-task fine-tuning with the encoder frozen, fine-tuned, from scratch and the raw-feature
-   baseline, and each task alone (frozen encoder), over three seeds;
-4. ``report``: ``python -m m3bert.report`` over all of it, plus the paper-shaped tables (task x mode, multi-task
-   vs single-task, mean ± std over seeds) in ``paper_tables.md``.
+1. ``prepare``: the features of every dataset the scale reads;
+2. ``pretrain``: the encoder on the scale's corpora;
+3. ``finetune``: multi-task fine-tuning with the encoder in every mode of :data:`MODES` (frozen, fine-tuned,
+   from scratch, and the raw-feature baseline), and each task alone (frozen encoder), for every seed;
+4. ``probe``: the clip-level linear probe of the pre-trained encoder: it is exported, ``python -m m3bert.extract``
+   embeds every clip's audio, and a logistic regression on the clip embeddings is compared, in cross-validation
+   grouped by work, with the same probe on the mean ⊕ std of the unnormalised features;
+5. ``report``: ``python -m m3bert.report`` over every run against the baseline, and the scale's own page
+   (``paper_tables.md``: mode x task and multi- vs single-task, mean ± std over seeds; or, for the tour, ``README.md``:
+   the task x mode table of one seed, figures and the probe).
 
-Every job has its own run folder under ``<experiments>/paper`` (``paper_demo`` for ``scale=demo``) and a run
-record, so a rerun skips finished jobs and resumes an interrupted one. Options (``key=value``):
-``scale=paper|demo`` (demo: the embedded demo corpus and its CPU-sized recipes), ``stages=prepare,pretrain,...``,
-``seeds=0,1,2``, ``dry_run=true`` (print one line per job, each with its own overrides, and run nothing), and
-``extra=...`` (Hydra overrides added to every training job, separated by spaces).
-Missing datasets are listed, with where to put them, before anything runs.
+Scales: ``paper`` (the nine datasets, three seeds), ``demo`` (the same study on the embedded demo corpus),
+``tour`` (``make demo``: the demo corpus, one seed, with the probe) and ``tour_quick`` (``make demo QUICK=1``).
+Every job has its own folder under ``<experiments>/<scale.folder>`` and a run record, so a rerun skips finished
+jobs and resumes an interrupted one. A job whose folder holds a run made with another recipe (the config or the
+code changed since) is not reused: the folder is renamed ``<name>.old-<time>`` and the job redone; for the
+pre-training job that is the whole study folder, since everything in it comes from that run. Missing datasets are
+listed, with where to put them, and every training job's config is checked, before anything runs.
+``dry_run=true`` prints one line per job, each with its own overrides, and runs nothing.
 """
 
 from __future__ import annotations
@@ -25,32 +32,53 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import pandas as pd
+from omegaconf import DictConfig, OmegaConf
 
 from m3bert.common import prepared
 from m3bert.common.errors import UserError, reports_errors, user_message
+from m3bert.common.files import set_aside, write_csv
+from m3bert.common.tables import markdown_table
+from m3bert.objectives.multitask import ENCODER_MODES as MODES
 
 log = logging.getLogger("m3bert.reproduce")
 
-STAGES = ("prepare", "pretrain", "finetune", "report")
-MODES = ("frozen", "finetune", "scratch", "baseline")
+STAGES = ("prepare", "pretrain", "finetune", "probe", "report")
 BASELINE = "encoder.mode=baseline"  # the report's reference row: the heads on the raw features, no encoder
+SUMMARIES = ("paper_tables", "tour")
 
 
 @dataclass(frozen=True)
 class Scale:
-    folder: str  # under the experiments folder
-    corpora: tuple[str, ...]  # conf/dataset options that pre-training reads (prepared by the prepare stage)
-    task_data: tuple[str, ...]  # conf/dataset options that fine-tuning reads (prepared by the prepare stage)
-    pretrain: tuple[str, ...]  # overrides of the pre-training job
-    finetune: tuple[str, ...]  # overrides every fine-tuning job starts from
-    tasks: tuple[str, ...]  # the single-task runs
-    builds_audio: bool = False  # the dataset builds its own audio (the demo corpus)
-    multitask: tuple[str, ...] = ()  # overrides of the multi-task runs only (their task set, if not the recipe's)
-    single: tuple[str, ...] = ()  # overrides of the single-task runs only (their budget)
+    """What one study runs (``conf/scale/<name>.yaml``; its comments say what each field is)."""
+
+    folder: str
+    corpora: tuple[str, ...]
+    task_data: tuple[str, ...]
+    pretrain: tuple[str, ...]
+    finetune: tuple[str, ...]
+    single_tasks: tuple[str, ...] = ()
+    builds_audio: bool = False
+    multitask: tuple[str, ...] = ()
+    single: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = (0, 1, 2)
+    stages: tuple[str, ...] = ("prepare", "pretrain", "finetune", "report")
+    finetune_folder: str = "multitask/{mode}_seed{seed}"
+    summary: str = "paper_tables"
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> Scale:
+        values = OmegaConf.to_container(cfg, resolve=True)
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise UserError(f"scale.{unknown[0]}: no such key of a scale; the keys are in conf/scale/paper.yaml")
+        scale = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        if scale.summary not in SUMMARIES:
+            raise UserError(f"scale.summary={scale.summary}: choose one of {', '.join(SUMMARIES)}")
+        return scale
 
     @property
     def datasets(self) -> tuple[str, ...]:
@@ -58,50 +86,20 @@ class Scale:
         return tuple(dict.fromkeys((*self.corpora, *self.task_data)))
 
 
-SCALES = {
-    "paper": Scale(
-        "paper",
-        ("msd", "music4all", "mtg_jamendo", "fma"),
-        ("gtzan", "mtg_jamendo_moodtheme", "ballroom", "deam", "rwc"),
-        ("+experiment=pretrain_paper",),
-        ("+experiment=finetune_mtl",),
-        ("gtzan", "mtg_moodtheme", "ballroom", "deam", "rwc"),
-    ),
-    "demo": Scale(
-        "paper_demo",
-        ("demo",),
-        ("demo",),
-        ("+experiment=pretrain_demo",),
-        ("+experiment=finetune_demo",),
-        ("demo_style", "demo_tags", "demo_meter", "demo_tempo_register", "demo_instrument"),
-        builds_audio=True,
-        # 27 fine-tuning runs must fit about 35 minutes of 2 CPU cores, so each gets about half of `make demo`'s
-        # steps (its frozen runs stop early near 650 of 800 anyway), and a single-task run, one head, fewer still.
-        multitask=(
-            "demo_steps.frozen=400",
-            "demo_steps.finetune=150",
-            "demo_steps.scratch=150",
-            "demo_steps.baseline=300",
-        ),
-        single=("trainer.max_steps=150",),
-    ),
-}
-
-
 @dataclass
 class Job:
     stage: str
     overrides: list[str]
-    folder: Path | None = None  # run folder (training jobs)
+    folder: Path | None = None  # run folder (training jobs), output folder (probe)
     extra: dict = field(default_factory=dict)
 
     @property
     def done(self) -> bool:
-        """Whether a run would skip this job: its training run finished, or its dataset is prepared. (The report
-        is always remade.)"""
+        """Whether a run would skip this job: its training run finished, or its dataset is prepared. (The probe
+        and the report are always remade from what their inputs hold; the probe reuses its embeddings.)"""
         if self.stage == "prepare":
             return is_prepared(compose("prepare", self.overrides))
-        if self.folder is None:
+        if self.stage not in ("pretrain", "finetune"):
             return False
         from m3bert.training import records
 
@@ -114,11 +112,15 @@ class Job:
             return "python -m m3bert.prepare " + " ".join(map(shlex.quote, self.overrides))
         if self.stage == "report":
             return "python -m m3bert.report " + " ".join(map(shlex.quote, self.overrides))
+        if self.stage == "probe":
+            return f"# clip-level probe of {self.overrides[0]} into {self.folder} (export, extract, cross-validation)"
         args = [*self.overrides, f"hydra.run.dir={self.folder}"]
         return "python -m m3bert.train " + " ".join(map(shlex.quote, args))
 
 
-def compose(name: str, overrides: Sequence[str], hydra: bool = False):
+def compose(name: str, overrides: Sequence[str] = (), hydra: bool = False) -> DictConfig:
+    """The config ``conf/<name>.yaml`` with ``overrides``, as its entry point would compose it: the one helper for
+    every config composed in code (this pipeline, the benchmarks)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
@@ -126,7 +128,6 @@ def compose(name: str, overrides: Sequence[str], hydra: bool = False):
     from m3bert.training import schemas
 
     schemas.register()
-
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         return hydra_compose(name, overrides=list(overrides), return_hydra_config=hydra)
 
@@ -141,16 +142,24 @@ def plan(scale: Scale, root: Path, seeds: Sequence[int], extra: Sequence[str] = 
     for mode in MODES:
         for seed in seeds:
             overrides = [*scale.finetune, *scale.multitask, f"encoder.mode={mode}", f"seed={seed}", checkpoint, *extra]
-            jobs["finetune"].append(Job("finetune", overrides, root / "multitask" / f"{mode}_seed{seed}"))
-    for task in scale.tasks:
+            folder = root / scale.finetune_folder.format(mode=mode, seed=seed)
+            jobs["finetune"].append(Job("finetune", overrides, folder, {"mode": mode, "seed": seed}))
+    for task in scale.single_tasks:
         for seed in seeds:
             overrides = [
                 *scale.finetune, *scale.single, f"tasks=[{task}]", "encoder.mode=frozen", f"seed={seed}", checkpoint,
                 *extra,
             ]  # fmt: skip
             jobs["finetune"].append(Job("finetune", overrides, root / "single" / f"{task}_seed{seed}"))
+    # The probe reads the first labelled dataset (the demo corpus; the paper's tasks have no such stage).
+    jobs["probe"] = [
+        Job("probe", [str(pretrain_dir), f"dataset={data}"], root / "probe") for data in scale.task_data[:1]
+    ]
     # Every mode's difference to the raw-feature baseline, tested over the seeds (the paper's claim is about it).
-    jobs["report"] = [Job("report", [str(root), f"out={root / 'report'}", f"reference={BASELINE}"])]
+    report = [str(root), f"out={root / 'report'}", f"reference={BASELINE}"]
+    if scale.summary == "tour":  # the runs' report goes below the tour's own README
+        report = [str(root), f"out={root / 'report/runs'}", f"reference={BASELINE}", "title=The demo's runs (one seed)"]
+    jobs["report"] = [Job("report", report, root / "report")]
     return jobs
 
 
@@ -167,7 +176,7 @@ def missing_datasets(scale: Scale, stages: Sequence[str], pretrained: bool = Fal
         wanted = scale.datasets
     else:
         wanted = (*(scale.corpora if "pretrain" in stages and not pretrained else ()),)
-        wanted += scale.task_data if "finetune" in stages else ()
+        wanted += scale.task_data if {"finetune", "probe"} & set(stages) else ()
     lines = []
     for name in dict.fromkeys(wanted):
         cfg = compose("prepare", [f"dataset={name}"])
@@ -190,25 +199,55 @@ def missing_datasets(scale: Scale, stages: Sequence[str], pretrained: bool = Fal
     return lines
 
 
-def run_job(job: Job) -> None:
+def training_config(job: Job) -> tuple[DictConfig, str]:
+    """A training job's config, checked (a bad override is reported before anything runs), and its folder key."""
+    from m3bert.training import records
+    from m3bert.training.schemas import check_train_config
+
+    cfg = compose("train", job.overrides, hydra=True)
+    exclude = list(cfg.hydra.job.config.override_dirname.exclude_keys)
+    with _open(cfg):
+        del cfg["hydra"]
+    check_train_config(cfg)
+    return cfg, records.folder_key(job.overrides, exclude)
+
+
+def run_job(job: Job, scale: Scale, root: Path) -> None:
     if job.stage == "prepare":
         from m3bert.prepare import prepare
 
         prepare(compose("prepare", job.overrides))
+    elif job.stage == "probe":
+        from m3bert.report.study import PROBE_TABLES
+
+        dataset = compose("prepare", [job.overrides[1]])
+        finetune = compose("train", [*scale.finetune, f"encoder.checkpoint={job.overrides[0]}"])
+        for table, name in zip(clip_level_probe(root, Path(dataset.out), finetune.tasks), PROBE_TABLES, strict=True):
+            write_csv(table, job.folder / name)
     elif job.stage == "report":
         from m3bert import report
 
         report.main(job.overrides)
-        write_paper_tables(Path(job.overrides[0]), Path(job.overrides[1].removeprefix("out=")))
+        if scale.summary == "tour":
+            from m3bert.report.study import write_tour_readme
+
+            finetune = compose("train", [*scale.finetune, f"encoder.checkpoint={root / 'pretrain'}"])
+            table = write_tour_readme(job.folder, root, scale.finetune_folder, finetune.tasks)
+            print("\nPrimary test metric, one seed: see the README's multi-seed table before drawing conclusions")
+            print(markdown_table(table))
+        else:
+            from m3bert.report.study import write_paper_tables
+
+            write_paper_tables(job.folder)
     else:
         from m3bert.train import run
         from m3bert.training import records
 
-        cfg = compose("train", job.overrides, hydra=True)
-        exclude = list(cfg.hydra.job.config.override_dirname.exclude_keys)
-        with _open(cfg):
-            del cfg["hydra"]
-        run(cfg, job.folder, job.overrides, records.folder_key(job.overrides, exclude))
+        cfg, key = training_config(job)
+        changed = records.recipe_changes(records.read(job.folder), cfg)
+        if changed:  # the pre-training run's whole study comes from it
+            set_aside(root if job.stage == "pretrain" else job.folder, f"with another recipe ({', '.join(changed)})")
+        run(cfg, job.folder, job.overrides, key)
 
 
 def _open(cfg):
@@ -217,89 +256,89 @@ def _open(cfg):
     return open_dict(cfg)
 
 
-def write_paper_tables(root: Path, out: Path) -> pd.DataFrame:
-    """``paper_tables.md``: each task's primary test metric by encoder mode (multi-task runs) and multi-task vs
-    single-task (frozen encoder), as mean ± std (n) over seeds, from the report's ``results.csv``."""
-    from m3bert.common.files import write_text
-    from m3bert.common.stats import format_mean_std, mean_std
-    from m3bert.common.tables import markdown_table
+def clip_level_probe(root: Path, data: Path, tasks: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Export the pre-trained model (``root/pretrain``), embed every clip's audio of the prepared folder ``data``
+    with ``m3bert.extract`` (its defaults, pooled embeddings only) and probe each multiclass task's label; returns
+    (every embedding's row, the verdict of the default clip embedding against the unnormalised-feature baseline)."""
+    import numpy as np
 
-    results = pd.read_csv(out / "results.csv")
-    tuned = results[(results["stage"] == "finetune") & results["metric"].str.contains("/test/")]
-    tuned = tuned[~tuned["metric"].str.startswith("test/")]
-    tuned = tuned.assign(
-        task=tuned["metric"].str.split("/").str[0],
-        metric_name=tuned["metric"].str.split("/").str[-1],
-        kind=["single" if "/single/" in f"/{r}" else "multi" for r in tuned["run"].astype(str)],
-        mode=tuned.get("encoder.mode", pd.Series("frozen", index=tuned.index)).fillna("frozen"),
+    from m3bert.common.prepared import MANIFEST
+    from m3bert.data import read_manifest
+    from m3bert.export import export
+    from m3bert.extract import OtherSettings, extract
+    from m3bert.features.inputs import assign_ids, find_inputs
+    from m3bert.tasks import resolve_task
+    from m3bert.tasks.clip_probe import (
+        DEFAULT_CLIP_EMBEDDING,
+        FEATURES_BASELINE,
+        clip_probe,
+        feature_statistics,
+        verdict,
     )
 
-    def cell(values) -> str:
-        return format_mean_std(*mean_std(list(values)))
-
-    multi = tuned[tuned["kind"] == "multi"]
-    by_mode = multi.pivot_table(index=["task", "metric_name"], columns="mode", values="value", aggfunc=cell)
-    by_mode = by_mode.reindex(columns=[m for m in MODES if m in by_mode.columns]).reset_index()
-    frozen = tuned[tuned["mode"] == "frozen"]
-    versus = frozen.pivot_table(index=["task", "metric_name"], columns="kind", values="value", aggfunc=cell)
-    versus = versus.rename(columns={"multi": "multi-task", "single": "single-task"}).reset_index()
-    for table in (by_mode, versus):
-        table.columns.name = None
-    lines = [
-        "# The paper's tables",
-        "",
-        "Each task's primary test metric (accuracy, macro ROC-AUC or R²), mean ± std over seeds (runs).",
-        "",
-        "## Multi-task fine-tuning by encoder mode",
-        "",
-        markdown_table(by_mode.rename(columns={"metric_name": "metric"})),
-        "## Multi-task vs single-task (frozen encoder)",
-        "",
-        markdown_table(versus.rename(columns={"metric_name": "metric"})),
+    model = export(root / "pretrain", root / "model")
+    manifest = read_manifest(data / MANIFEST)
+    inputs = root / "clip_probe_inputs.csv"
+    audio = [str(Path(a).resolve()) for a in manifest["audio"]]
+    write_csv(pd.DataFrame({"audio": audio}), inputs)
+    out = root / "clip_embeddings"
+    settings = [f"model_path={model}", f"input={inputs}", f"output={out}", "frame_level=false", "progress=false"]
+    try:
+        extract(compose("extract", settings))
+    except OtherSettings as err:  # another model (the code or the pre-training changed): embed everything again
+        set_aside(out, f"with other settings ({', '.join(err.changed)})")
+        extract(compose("extract", settings))
+    ids, _ = assign_ids(*find_inputs(inputs, [], "audio"))
+    pooled = {
+        how: np.stack([np.load(out / how / f"{ids[Path(a)]}.npy") for a in audio]).astype(np.float64)
+        for how in ("mean", "mean_std", "max")
+    }
+    embeddings = {
+        FEATURES_BASELINE: feature_statistics(manifest, data),
+        DEFAULT_CLIP_EMBEDDING: pooled["mean_std"][:, -1],
+        "m3bert mean, last layer": pooled["mean"][:, -1],
+        "m3bert max, last layer": pooled["max"][:, -1],
+        # extract's two statistics files side by side: what a user can concatenate without re-extracting.
+        "m3bert mean+std+max, last layer": np.concatenate([pooled["mean_std"][:, -1], pooled["max"][:, -1]], -1),
+        "m3bert mean+std, mean over layers": pooled["mean_std"].mean(1),
+    }
+    labels = [
+        resolve_task(name, spec).label[0]
+        for name, spec in tasks.items()
+        if resolve_task(name, spec).type == "multiclass"
     ]
-    write_text("\n".join(lines), out / "paper_tables.md")
-    return by_mode
-
-
-OPTIONS = ("scale", "stages", "seeds", "dry_run", "extra")
+    table = clip_probe(manifest, embeddings, labels)
+    return table, verdict(table, DEFAULT_CLIP_EMBEDDING)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, list[Job]]:
+    """``python -m m3bert.reproduce [overrides of conf/reproduce.yaml]``; returns every job of the plan."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
         return {}
-    options = {}
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if not sep or key not in OPTIONS:
-            raise UserError(f"unknown argument {arg!r}: options are {', '.join(f'{o}=...' for o in OPTIONS)}")
-        options[key] = value
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s", datefmt="%H:%M:%S")
-    name = options.get("scale") or "paper"
-    if name not in SCALES:
-        raise UserError(f"scale={name}: choose one of {', '.join(SCALES)}")
-    scale = SCALES[name]
-    stages = [s for s in (options.get("stages") or ",".join(STAGES)).split(",") if s]
+    cfg = compose("reproduce", argv)
+    scale = Scale.from_config(cfg.scale)
+    name = cfg.scale.folder
+    stages = list(cfg.stages) if cfg.stages is not None else list(scale.stages)
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
-        raise UserError(f"stages={options['stages']}: unknown {unknown}; stages are {', '.join(STAGES)}")
-    try:
-        seeds = [int(s) for s in (options.get("seeds") or "0,1,2").split(",") if s]
-    except ValueError:
-        raise UserError(f"seeds={options['seeds']}: give whole numbers separated by commas, e.g. seeds=0,1,2") from None
-    extra = shlex.split(options.get("extra") or "")
-    dry_run = (options.get("dry_run") or "").lower() in ("1", "true", "yes")
+        raise UserError(f"stages={stages}: unknown {unknown}; stages are {', '.join(STAGES)}")
+    seeds = list(cfg.seeds) if cfg.seeds is not None else list(scale.seeds)
+    if not all(isinstance(s, int) for s in seeds):
+        raise UserError(f"seeds={seeds}: give whole numbers, e.g. seeds=[0,1,2]")
+    extra = [str(e) for e in cfg.extra]
 
-    root = Path(compose("train", []).paths.experiments_dir) / scale.folder
+    root = Path(cfg.paths.experiments_dir) / scale.folder
     jobs = plan(scale, root, seeds, extra)
     pretrained = jobs["pretrain"][0].done
     missing = missing_datasets(scale, stages, pretrained)
-    if "finetune" in stages and "pretrain" not in stages and not pretrained:
+    if {"finetune", "probe"} & set(stages) and "pretrain" not in stages and not pretrained:
         missing.append(
             f"pretrain: no finished pre-training run in {jobs['pretrain'][0].folder}; add the pretrain stage"
         )
-    if dry_run:
+    if cfg.dry_run:
         for stage in stages:
             for job in jobs[stage]:
                 print(job.command)
@@ -308,33 +347,39 @@ def main(argv: Sequence[str] | None = None) -> dict[str, list[Job]]:
         return jobs
     if missing:
         raise UserError(f"nothing has run, {len(missing)} missing: " + "; ".join(missing))
+    queue = [job for stage in stages for job in jobs[stage]]
+    for number, job in enumerate(queue, 1):  # every training job's overrides checked before the first job runs
+        if job.stage in ("pretrain", "finetune"):
+            _as_job(job, number, len(queue), training_config)
     started = time.perf_counter()
     timings = Timings(root / "timings.json")
-    total = sum(len(jobs[s]) for s in stages)
-    done = 0
-    for stage in stages:
-        for job in jobs[stage]:
-            done += 1
-            log.info("[%d/%d] %s", done, total, job.command)
-            done_before, job_started = job.done, time.perf_counter()
-            try:
-                run_job(job)
-            except Exception as err:  # bad input inside a job: one line that names the job; bugs keep a traceback
-                message = user_message(err)
-                if message is None:
-                    raise
-                raise UserError(
-                    f"{message} (job {done}/{total}: {job.command}; fix it and rerun: finished jobs are skipped)"
-                ) from err
-            timings.add(stage, job.command, time.perf_counter() - job_started, done_before)
+    for number, job in enumerate(queue, 1):
+        log.info("[%d/%d] %s", number, len(queue), job.command)
+        done_before, job_started = job.done, time.perf_counter()
+        _as_job(job, number, len(queue), run_job, scale, root)
+        timings.add(job.stage, job.command, time.perf_counter() - job_started, done_before)
     log.info(
-        "reproduce-paper (scale=%s, stages %s) took %.1f min in this invocation",
+        "reproduce (scale=%s, stages %s) took %.1f min in this invocation",
         name,
         ",".join(stages),
         (time.perf_counter() - started) / 60,
     )
     log.info("%s", timings.summary())
     return jobs
+
+
+def _as_job(job: Job, number: int, total: int, action, *args):
+    """``action(job, *args)``, with bad input inside it reported as one line that names the job (bugs keep a
+    traceback)."""
+    try:
+        return action(job, *args)
+    except Exception as err:
+        message = user_message(err)
+        if message is None:
+            raise
+        raise UserError(
+            f"{message} (job {number}/{total}: {job.command}; fix it and rerun: finished jobs are skipped)"
+        ) from err
 
 
 class Timings:

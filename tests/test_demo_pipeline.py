@@ -4,7 +4,11 @@ import pandas as pd
 import pytest
 from conftest import TINY, make_config
 
-from m3bert import demo
+from m3bert import reproduce
+from m3bert.common.files import set_aside
+from m3bert.report import find_runs
+from m3bert.report import main as report
+from m3bert.report.study import write_tour_readme
 from m3bert.training import records
 
 PRETRAINED = ["+experiment=smoke", *TINY, "trainer.max_steps=2", "trainer.val_every=2", "trainer.image_every=0"]
@@ -24,7 +28,7 @@ def test_an_output_that_cannot_be_reused_is_renamed_not_deleted(tmp_path):
     folder = tmp_path / "pretrain"
     (folder / "checkpoints").mkdir(parents=True)
     (folder / "checkpoints/step_0000001.pt").write_bytes(b"weights")
-    demo.set_aside(folder, "with another recipe")
+    set_aside(folder, "with another recipe")
     assert not folder.exists()
     (aside,) = tmp_path.glob("pretrain.old-*")
     assert (aside / "checkpoints/step_0000001.pt").read_bytes() == b"weights"
@@ -35,10 +39,12 @@ def test_quick_demo_runs_end_to_end_and_reuses_its_work(tmp_path, monkeypatch):
     pytest.importorskip("fluidsynth", reason="the demo corpus needs pyfluidsynth and libfluidsynth")
     for name, folder in (("M3BERT_AUDIO", "audio"), ("M3BERT_DATA", "data"), ("M3BERT_EXPERIMENTS", "runs")):
         monkeypatch.setenv(name, str(tmp_path / folder))
-    table = demo.main(["--quick", "logger=none", "trainer.progress=false"])
+    tour = ["scale=tour_quick", "extra=['logger=none','trainer.progress=false']"]
+    reproduce.main(tour)
+    report = tmp_path / "runs/demo_quick/report"
+    table = pd.read_csv(report / "results.csv")
     assert list(table.columns) == ["task", "metric", "frozen", "finetune", "scratch", "baseline"]
     assert len(table) == 5 and table[["frozen", "finetune", "scratch", "baseline"]].notna().all().all()
-    report = tmp_path / "runs/demo_quick/report"
     for name in ("README.md", "results.csv", "pretrain_loss.png", "reconstruction.png", "clip_probe.csv"):
         assert (report / name).exists(), name
     verdict = pd.read_csv(report / "clip_probe_verdict.csv")
@@ -47,7 +53,7 @@ def test_quick_demo_runs_end_to_end_and_reuses_its_work(tmp_path, monkeypatch):
     # A second run finds every stage finished and only rewrites the report.
     checkpoints = sorted((tmp_path / "runs/demo_quick/pretrain/checkpoints").iterdir())
     stamps = [p.stat().st_mtime_ns for p in checkpoints]
-    demo.main(["--quick", "logger=none", "trainer.progress=false"])
+    reproduce.main(tour)
     assert [p.stat().st_mtime_ns for p in checkpoints] == stamps
     assert json.loads((report / "results.json").read_text())["pretrain"]["steps"] == steps
 
@@ -59,7 +65,7 @@ def test_quick_demo_runs_end_to_end_and_reuses_its_work(tmp_path, monkeypatch):
     settings = json.loads((runs / "clip_embeddings/extract.json").read_text())
     settings["settings"]["model_fingerprint"] = "another model"
     (runs / "clip_embeddings/extract.json").write_text(json.dumps(settings))
-    demo.main(["--quick", "logger=none", "trainer.progress=false"])
+    reproduce.main(tour)
     assert [p.stat().st_mtime_ns for p in checkpoints] == stamps
     (old_baseline,) = runs.glob("finetune_baseline.old-*")
     (old_embeddings,) = runs.glob("clip_embeddings.old-*")
@@ -84,22 +90,28 @@ def test_demo_report_is_labelled_one_seed_and_says_what_produced_it(tmp_path):
                   "environment": environment, "config": {"seed": 0, "encoder": {"mode": mode}, "tasks": {}},
                   "metrics": {"final": {}, "best": {}, "test": {"test/score": score}}}  # fmt: skip
         (folder / records.RECORD).write_text(json.dumps(record))
+        style = {"frozen": 0.439, "baseline": 0.404}.get(mode, 0.3)
+        metrics = {"steps": 10, "test": {"test/score": score, "demo_style/test/accuracy": style}}
+        (folder / "metrics.json").write_text(json.dumps(metrics))
     (root / "pretrain").mkdir()
     metrics = {"final": {}, "best": {"val/loss": 0.15}, "test": {}}
     pretrain = {"status": "finished", "stage": "pretrain", "seed": 0, "config": {"seed": 0}, "git_commit": "b" * 40,
                 "environment": environment, "metrics": metrics}  # fmt: skip
     (root / "pretrain" / records.RECORD).write_text(json.dumps(pretrain))
+    (root / "pretrain/metrics.json").write_text(json.dumps({"steps": 700, "best": {"val/loss": 0.15}}))
     (root / "finetune_frozen.old-20260101-000000").mkdir()  # set aside: not one of this demo's runs
     (root / "finetune_frozen.old-20260101-000000" / records.RECORD).write_text(json.dumps(pretrain))
 
-    runs = demo.compare_runs(root, tmp_path / "report/runs")
+    job = reproduce.plan(reproduce.Scale.from_config(reproduce.compose("reproduce", ["scale=tour"]).scale), root, [0])
+    report(job["report"][0].overrides)
+    runs = find_runs([str(root)])
     assert len(runs) == 5
-    compared = (tmp_path / "report/runs/report.md").read_text()
+    compared = (root / "report/runs/report.md").read_text()
+    assert "# The demo's runs (one seed)" in compared
     assert "Against the reference row (`encoder.mode=baseline`" in compared
     assert "| frozen | test/score | 0.610 (1) | 0.620 (1) | -0.0100 | – | untested (n < 2: 1 vs 1) |" in compared
-    table = pd.DataFrame([{"task": "demo_style", "metric": "accuracy", "frozen": 0.439, "baseline": 0.404}])
-    summary = {"steps": 700, "best": {"val/loss": 0.15}}
-    demo.write_report(tmp_path / "report", table, root, summary, {}, 60.0, None, runs)
-    text = (tmp_path / "report/README.md").read_text()
-    assert "**One seed** (seed 0) per mode" in text and "| demo_style | accuracy | 0.439 | 0.404 |" in text
+    tasks = make_config("+experiment=finetune_demo", "encoder.checkpoint=x").tasks
+    write_tour_readme(root / "report", root, "finetune_{mode}", tasks)
+    text = (root / "report/README.md").read_text()
+    assert "**One seed** (seed 0) per mode" in text and "| demo_style | accuracy | 0.439 | 0.3 | 0.3 | 0.404 |" in text
     assert "- precision: `fp32`" in text and "- cpu: `avx512+avx512_bf16`" in text and "- git_commit: `bbbbbbb`" in text

@@ -565,8 +565,8 @@ def test_kill_9_then_resume_is_bitwise_an_uninterrupted_run(straight, tmp_path, 
 
 def test_the_demo_checks_its_overrides_before_building_anything(tmp_path):
     env = {name: str(tmp_path / folder) for name, folder in (("M3BERT_DATA", "data"), ("M3BERT_EXPERIMENTS", "runs"))}
-    done = cli("m3bert.demo", "--quick", "trainer.max_stepz=3", env=env)
+    done = cli("m3bert.reproduce", "scale=tour_quick", "extra=['trainer.max_stepz=3']", env=env)
     assert_one_line_error(done, "trainer.max_stepz: no such config key")
-    done = cli("m3bert.demo", "--quick", "trainer.batch_size=0", env=env)
+    done = cli("m3bert.reproduce", "scale=tour_quick", "extra=['trainer.batch_size=0']", env=env)
     assert_one_line_error(done, "trainer.batch_size=0")
     assert list(tmp_path.iterdir()) == []

@@ -57,9 +57,6 @@ RANKS = (
 # Above them all: the entry points, i.e. the top-level modules, the package itself and these folders.
 ENTRY_FOLDERS = ("bench", "report")
 TOP = len(RANKS)
-# Upward imports being removed elsewhere, excused only while they last: probing's results table comes from the report
-# CLI until markdown_table moves to common/ (issue 24, the report package).
-PENDING = {("m3bert.training.probing", "m3bert.report")}
 
 
 def rank(module: str) -> int:
@@ -78,7 +75,7 @@ def test_no_import_runs_from_a_lower_rank_to_a_higher_one(graph):
         f"{name} (rank {rank(name)}) imports {other} (rank {rank(other)})"
         for name, imported in graph.items()
         for other in imported
-        if rank(other) > rank(name) and (name, other) not in PENDING
+        if rank(other) > rank(name)
     )
     assert not upward, "imports that point up:\n" + "\n".join(upward)
 
@@ -112,7 +109,7 @@ def test_there_are_no_import_cycles(graph):
 
 def test_the_top_level_holds_only_entry_points():
     top = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
-    assert top == {"train", "prepare", "extract", "export", "analyze", "demo", "reproduce", "hear", "evaluate"}
+    assert top == {"train", "prepare", "extract", "export", "analyze", "reproduce", "hear", "evaluate"}
     assert (PACKAGE / "report" / "__main__.py").is_file()  # python -m m3bert.report: an entry point as a package
 
 

@@ -45,7 +45,7 @@ def test_missing_datasets_are_listed_before_anything_runs(tmp_path, monkeypatch)
     assert message.count("put its audio") == 9 and str(tmp_path / "audio" / "rwc") in message
     assert not (tmp_path / "experiments").exists()
     with pytest.raises(UserError, match="gtzan: no prepared features"):
-        reproduce.main(["stages=finetune"])
+        reproduce.main(["stages=[finetune]"])
 
 
 def test_later_stages_ask_only_for_what_they_read(tmp_path, monkeypatch):
@@ -53,14 +53,14 @@ def test_later_stages_ask_only_for_what_they_read(tmp_path, monkeypatch):
     monkeypatch.setenv("M3BERT_EXPERIMENTS", str(tmp_path / "experiments"))
     for name, kind, label in (("gtzan", "multiclass", "genre"), ("deam", "regression", ["valence", "arousal"])):
         write_task_data(tmp_path / "data" / name, kind, label, clips=4)
-    paper = reproduce.SCALES["paper"]
+    paper = reproduce.Scale.from_config(reproduce.compose("reproduce").scale)
     needed = reproduce.missing_datasets(paper, ["finetune"], pretrained=True)
     assert [line.split(":")[0] for line in needed] == ["mtg_jamendo_moodtheme", "ballroom", "rwc"]
     assert len(reproduce.missing_datasets(paper, ["pretrain", "finetune"], pretrained=False)) == 7
     assert reproduce.missing_datasets(paper, ["report"]) == []
     # Fine-tuning without a finished pre-training run is refused up front, naming the stage to add.
     with pytest.raises(UserError, match="pretrain: no finished pre-training run"):
-        reproduce.main(["stages=finetune,report"])
+        reproduce.main(["stages=[finetune,report]"])
 
 
 def test_reproduce_errors_are_one_line_with_exit_status_2():
@@ -68,7 +68,9 @@ def test_reproduce_errors_are_one_line_with_exit_status_2():
         [sys.executable, "-m", "m3bert.reproduce", "scale=nope"], cwd=ROOT, capture_output=True, text=True
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert done.stderr.strip() == "m3bert.reproduce: error: scale=nope: choose one of paper, demo"
+    assert done.stderr.strip() == (
+        "m3bert.reproduce: error: scale=nope: no such scale config; choose one of demo, paper, tour, tour_quick"
+    )
 
 
 def test_timings_add_up_over_invocations_and_keep_a_skipped_jobs_first_time(tmp_path):
@@ -91,13 +93,13 @@ def test_pipeline_on_a_tiny_scale_runs_resumes_and_reports(tmp_path, monkeypatch
         write_task_data(data / name, kind, label, clips=12)
     monkeypatch.setenv("M3BERT_DATA", str(data))
     monkeypatch.setenv("M3BERT_EXPERIMENTS", str(tmp_path / "experiments"))
-    tiny = reproduce.Scale(
-        "tiny", (), (), ("+experiment=smoke",), ("+experiment=finetune_mtl",), ("gtzan",),
-        multitask=("tasks=[gtzan,deam]",),
-    )  # fmt: skip
-    monkeypatch.setitem(reproduce.SCALES, "tiny", tiny)
-    extra = " ".join([*TINY, "trainer.max_steps=2", "trainer.val_every=2", "trainer.batch_size=4"])
-    args = ["scale=tiny", "stages=pretrain,finetune,report", "seeds=0", f"extra={extra}"]
+    extra = ",".join(f"'{o}'" for o in [*TINY, "trainer.max_steps=2", "trainer.val_every=2", "trainer.batch_size=4"])
+    tiny = [
+        "scale.folder=tiny", "scale.corpora=[]", "scale.task_data=[]", "scale.pretrain=['+experiment=smoke']",
+        "scale.finetune=['+experiment=finetune_mtl']", "scale.single_tasks=[gtzan]", "scale.single=[]",
+        "scale.multitask=['tasks=[gtzan,deam]']",
+    ]  # fmt: skip
+    args = [*tiny, "stages=[pretrain,finetune,report]", "seeds=[0]", f"extra=[{extra}]"]
     jobs = reproduce.main(args)
     root = tmp_path / "experiments" / "tiny"
     folders = [job.folder for stage in ("pretrain", "finetune") for job in jobs[stage]]
@@ -127,4 +129,5 @@ def test_demo_scale_runs_end_to_end_and_says_how_long_it_took(tmp_path):
         row = next(line for line in tables.splitlines() if line.startswith(f"| {task} |"))
         assert row.count("(3)") == 4  # frozen, finetune, scratch and baseline, each over three seeds
     timings = reproduce.Timings(root / "timings.json")
-    assert len(timings.jobs) == 30 and {job["stage"] for job in timings.jobs.values()} == set(reproduce.STAGES)
+    stages = {"prepare", "pretrain", "finetune", "report"}  # the demo scale has no probe stage
+    assert len(timings.jobs) == 30 and {job["stage"] for job in timings.jobs.values()} == stages

@@ -7,8 +7,10 @@ which is renamed over it only once complete.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -17,7 +19,10 @@ import numpy as np
 
 from m3bert.common.errors import DiskFullError, is_disk_full
 
+log = logging.getLogger(__name__)
+
 TEMP_SUFFIX = ".tmp"
+SET_ASIDE = ".old-"  # <name>.old-<time>: an output that could not be reused, kept instead of deleted
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> None:
@@ -142,3 +147,13 @@ def remove_stale_temp_files(folder: str | os.PathLike, recursive: bool = False) 
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
+
+
+def set_aside(path: str | os.PathLike, why: str) -> Path:
+    """Rename an output that must not be reused (it was made ``why``, e.g. "with another recipe (optimizer.lr)") to
+    ``<name>.old-<time>``, so it is redone and nothing is lost; returns the new path."""
+    path = Path(path)
+    aside = path.with_name(f"{path.name}{SET_ASIDE}{time.strftime('%Y%m%d-%H%M%S')}")
+    path.rename(aside)
+    log.warning("%s was made %s: moved it to %s; redoing it", path, why, aside)
+    return aside

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from m3bert.common.errors import UserError
+from m3bert.common.files import SET_ASIDE
 from m3bert.training import records
 
 
@@ -101,7 +102,7 @@ def find_runs(inputs: Sequence[str]) -> list[Run]:
             elif path.is_file() and path.name == records.RECORD:
                 found.append(path.parent)
             elif path.is_dir():
-                found.extend(sorted(p.parent for p in path.rglob(records.RECORD) if "wandb" not in p.parts))
+                found.extend(sorted(p.parent for p in path.rglob(records.RECORD) if not _aside(p.relative_to(path))))
         if not found:
             problem = "does not exist" if not any(p.exists() for p in paths) else f"holds no run ({records.RECORD})"
             raise FileNotFoundError(
@@ -110,6 +111,12 @@ def find_runs(inputs: Sequence[str]) -> list[Run]:
             )
         folders.update(dict.fromkeys(p.resolve() for p in found if p not in tables))
     return [load_run(folder) for folder in folders] + [run for table in tables for run in runs_from_results(table)]
+
+
+def _aside(path: Path) -> bool:
+    """Whether a run found below an input is not one of its runs: W&B's own files, or an output set aside
+    (``<name>.old-<time>``, :func:`m3bert.common.files.set_aside`)."""
+    return "wandb" in path.parts or any(SET_ASIDE in part for part in path.parts)
 
 
 def runs_from_results(path: Path) -> list[Run]:

@@ -28,6 +28,8 @@ from m3bert.data import stats_path
 log = logging.getLogger(__name__)
 
 FEATURES_BASELINE = "features mean+std (unnormalised)"
+# The clip embedding the demo probe's verdict is about: extract's statistics pooling (mean, then std) of the last layer.
+DEFAULT_CLIP_EMBEDDING = "m3bert mean+std, last layer"
 KINDS = ("classification", "regression")
 METRIC = {"classification": "accuracy", "regression": "r2"}
 # Regularisation candidates: inverse strength C of the logistic regression, strength alpha of the ridge.
