@@ -449,6 +449,21 @@ def test_a_composition_error_of_another_entry_point_is_one_line(tmp_path):
     assert not (tmp_path / "prepared").exists()
 
 
+def test_a_launcher_whose_optional_plugin_is_missing_names_the_extra_to_install():
+    from hydra.errors import MissingConfigException
+
+    from m3bert.common.errors import composition_message
+
+    missing = MissingConfigException("Could not find 'hydra/launcher/joblib'", "hydra/launcher/joblib", ["basic"])
+    assert composition_message(missing) == (
+        "hydra/launcher=joblib: Hydra's joblib launcher is not installed; pip install 'm3bert[joblib]'"
+    )
+    unknown = MissingConfigException("Could not find 'hydra/launcher/nope'", "hydra/launcher/nope", ["basic", "slurm"])
+    assert (
+        composition_message(unknown) == "hydra/launcher=nope: no such hydra/launcher config; choose one of basic, slurm"
+    )
+
+
 def test_commands_that_fail_before_doing_work_leave_no_stub_folder(tmp_path, model):
     missing = tmp_path / "nothing_here"
     missing.mkdir()

@@ -108,6 +108,10 @@ def _program() -> str:
     return name if name.startswith("m3bert") else "m3bert"
 
 
+# Hydra launcher options whose plugin is an optional extra of m3bert (pyproject.toml), by the option's name.
+LAUNCHER_EXTRAS = {"joblib": "joblib", "submitit_local": "slurm", "submitit_slurm": "slurm"}
+
+
 def composition_message(err: BaseException) -> str | None:
     """The one-line report of a Hydra composition error (a misspelt key, a value of the wrong type, an unknown
     option or recipe, an override that does not parse), or None for anything else."""
@@ -121,6 +125,9 @@ def composition_message(err: BaseException) -> str | None:
             group, option = wanted.group(1).rsplit("/", 1)
             plus = "+" if group == "experiment" else ""
             choices = ", ".join(err.options or ())
+            extra = LAUNCHER_EXTRAS.get(option) if group == "hydra/launcher" else None
+            if extra:  # an optional plugin, not installed
+                return f"{group}={option}: Hydra's {option} launcher is not installed; pip install 'm3bert[{extra}]'"
             return f"{plus}{group}={option}: no such {group} config; choose one of {choices}"
         return " ".join(str(err).split("Available options")[0].split("Config search path")[0].split())
     if isinstance(err, OverrideParseException):
