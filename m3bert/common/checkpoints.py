@@ -27,6 +27,10 @@ CORRUPT_SUFFIX = ".corrupt"
 # What every checkpoint of the trainer holds (a resume needs them all).
 TRAINING_KEYS = ("model", "optimizer", "scheduler", "step", "sampler", "rng", "mask_generator", "best")
 ENCODER_PREFIX = "encoder."  # the objective's attribute holding the encoder
+# Records the trainer writes for a loader of the encoder, beside ``normalization``: the features it trained on
+# ({feature_set, sample_rate, hop_length}) and the frames per training crop (the natural window for long inputs).
+FRONT_END = "front_end"
+TRAINING_FRAMES = "training_frames"
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -162,15 +166,22 @@ def encoder_state(state: dict[str, Any]) -> dict[str, torch.Tensor]:
     return {k.removeprefix(ENCODER_PREFIX): v for k, v in state["model"].items() if k.startswith(ENCODER_PREFIX)}
 
 
-def recorded_front_end(state: dict[str, Any]) -> dict[str, Any]:
-    """The features the run trained on, as far as its config recorded them: ``feature_set``, and where given
-    ``sample_rate`` (Hz) and ``hop_length`` (samples); empty for a run whose config names no feature set."""
-    features = (state.get("config") or {}).get("features") or {}
-    if not features.get("name"):
-        return {}
-    record = {"feature_set": features["name"]}
+def front_end_record(features: Any) -> dict[str, Any] | None:
+    """The :data:`FRONT_END` record of a run's ``features`` config (a mapping with ``name`` and, where given,
+    ``sample_rate`` and ``hop_length``); None where it names no feature set."""
+    if not features or not features.get("name"):
+        return None
+    record = {"feature_set": str(features["name"])}
     record.update({key: int(features[key]) for key in ("sample_rate", "hop_length") if key in features})
     return record
+
+
+def recorded_front_end(state: dict[str, Any]) -> dict[str, Any]:
+    """The features the run trained on: ``feature_set``, and where given ``sample_rate`` (Hz) and ``hop_length``
+    (samples), from the :data:`FRONT_END` record (checkpoints from before it: the run's config); empty for a run
+    that names no feature set."""
+    record = state.get(FRONT_END) or front_end_record((state.get("config") or {}).get("features"))
+    return dict(record or {})
 
 
 def recorded_normalization(state: dict[str, Any]) -> dict[str, Any] | None:
@@ -180,6 +191,9 @@ def recorded_normalization(state: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def training_frames(state: dict[str, Any]) -> int | None:
-    """Frames per training crop, or None where the run's config records none."""
+    """Frames per training crop (the :data:`TRAINING_FRAMES` record; checkpoints from before it: the run's config),
+    or None where neither says (whole clips)."""
+    if TRAINING_FRAMES in state:
+        return state[TRAINING_FRAMES]
     frames = ((state.get("config") or {}).get("dataset") or {}).get("max_frames")
     return int(frames) if frames else None

@@ -193,6 +193,8 @@ class Trainer:
             # The input normalisation the model learned on (with its statistics): exported models and every
             # consumer apply the same (m3bert.inference.pretrained).
             "normalization": self.train_set.normalization.to_dict(),
+            checkpoints.FRONT_END: checkpoints.front_end_record(self.cfg.features),
+            checkpoints.TRAINING_FRAMES: getattr(self.train_set, "max_frames", None),
             "config": OmegaConf.to_container(self.cfg, resolve=True),
         }
 

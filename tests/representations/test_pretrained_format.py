@@ -65,6 +65,26 @@ def test_a_run_folder_loads_its_best_checkpoint(pretrained):
         assert torch.equal(a, b), name
 
 
+def test_a_checkpoint_records_its_front_end_and_crop_so_the_loader_reads_no_recipe(pretrained, tmp_path):
+    from m3bert.common import checkpoints
+
+    state = checkpoints.load(pretrained / "checkpoints/best.pt")
+    assert state[checkpoints.FRONT_END] == {"feature_set": "m3bert324", "sample_rate": 44100, "hop_length": 1024}
+    assert state[checkpoints.TRAINING_FRAMES] == 128
+    # The records alone: a config that says otherwise (or nothing) changes nothing.
+    state["config"] = {"features": {"name": "logmel128"}, "dataset": {"max_frames": 7}}
+    checkpoints.save(state, tmp_path / "records.pt")
+    loaded = load_pretrained(tmp_path / "records.pt")
+    assert loaded.front_end == FrontEnd("m3bert324", 44100, 1024, loaded.front_end.normalization)
+    assert loaded.training_frames == 128
+    # A checkpoint from before the records: read from its config, as before.
+    del state[checkpoints.FRONT_END], state[checkpoints.TRAINING_FRAMES]
+    state["config"] = {"features": {"name": "m3bert324", "hop_length": 512}, "dataset": {"max_frames": 64}}
+    checkpoints.save(state, tmp_path / "old.pt")
+    old = load_pretrained(tmp_path / "old.pt")
+    assert (old.front_end.hop_length, old.training_frames) == (512, 64)
+
+
 def test_export_composes_with_hydra_and_writes_a_loadable_folder(pretrained, tmp_path):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("export", overrides=[f"run={pretrained}", f"out={tmp_path / 'out'}", "features=m3bert324"])
