@@ -10,7 +10,7 @@ cross-validation, outer folds grouped by ``group``, ``repeats`` fold assignments
 
 - ``layer_<k>``: every hidden state (0 = the embedding output); ``best_layer``: in each outer fold, the layer best in
   the inner cross-validation (the test fold never chooses); ``mean_over_layers``: the pooled vectors averaged over
-  the hidden states;
+  the hidden states, the default clip embedding that ``extract`` (``clip/``) and HEAR (scene embeddings) give;
 - two floors on the same clips and folds: ``features``, the mean ⊕ std of the unnormalised input features (prepare's
   clip statistics), and ``random_layer_<k>`` / ``random_best_layer``, a randomly initialised encoder of the same
   config and input normalisation.
@@ -45,7 +45,7 @@ from m3bert.data import ManifestDataset, read_manifest
 from m3bert.inference.pretrained import load_pretrained
 from m3bert.inference.representations import Representations
 from m3bert.models.encoder import M3BERT
-from m3bert.models.pooling import masked_pool
+from m3bert.models.pooling import CLIP_POOLING, clip_embedding, masked_pool
 from m3bert.tasks.clip_probe import METRIC, feature_statistics, label_kind, probe, summarise
 from m3bert.training import records
 
@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 
 STAGE = "evaluate"
 FEATURES = "features"  # the name of the feature floor, e.g. for `report reference=embedding=features`
-CLIP_POOLING = ("mean_std", "max")  # concatenated: mean ⊕ std ⊕ max of every hidden state
 EVALUATE_RULES = {
     "folds": Rule(low=2),
     "inner_folds": Rule(low=2),
@@ -113,7 +112,7 @@ def pooled_states(
     for start in tqdm(range(0, len(rows), rep.batch_size), desc=what, disable=not progress):
         features = [clips[row].features for row in rows[start : start + rep.batch_size]]
         for states in rep.encode(features):  # (hidden states, tokens, hidden)
-            out.append(torch.cat([masked_pool(states, None, how) for how in CLIP_POOLING], -1).cpu().numpy())
+            out.append(masked_pool(states, None, CLIP_POOLING).cpu().numpy())
     return np.stack(out)
 
 
@@ -228,7 +227,8 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
         embeddings.update(layers)
         choices[f"{prefix}best_layer"] = names
         if not prefix:
-            embeddings["mean_over_layers"] = pooled.mean(1)
+            # The default clip embedding of extract (clip/) and HEAR (scene embeddings): measured here as well.
+            embeddings["mean_over_layers"] = clip_embedding(torch.from_numpy(pooled)).numpy()
     log.info(
         "Encoded %d clips in %.1f s; probing %d embeddings", len(clips), time.perf_counter() - started, len(embeddings)
     )

@@ -12,10 +12,13 @@ Writes into ``output``:
 - ``mean/<id>.npy`` and ``max/<id>.npy``: (layers, hidden) clip-level embeddings, pooled over the frames, and
   ``mean_std/<id>.npy``: (layers, 2 hidden) statistics pooling, each layer's mean then its standard deviation over the
   frames (see ``m3bert.models.pooling``);
+- ``clip/<id>.npy``: (3 hidden) the default clip embedding: each selected layer pooled to mean ⊕ std ⊕ max, averaged
+  over the layers (``m3bert.models.pooling.clip_embedding``; ``evaluate``'s ``mean_over_layers``: level with the best
+  single layer on held-out real music, ahead of the last layer); the one to start from;
 - ``index.csv``: one row per file: id, audio path, duration, output frames, timestamps, layers, output files;
 - ``failures.csv``: files that could not be used and why (missing, unreadable, corrupt...); the batch goes on;
 - ``embeddings.npz`` (``format=npz``): all of the above in one file (``ids``, ``mean``/``max`` (files, layers,
-  hidden), ``mean_std`` (files, layers, 2 hidden), ``frames/<id>``...);
+  hidden), ``mean_std`` (files, layers, 2 hidden), ``clip`` (files, 3 hidden), ``frames/<id>``...);
 - ``extract.json``: the settings and a summary. A rerun with the same settings skips files already done, so an
   interrupted run resumes; different settings are refused unless ``overwrite=true``.
 
@@ -55,11 +58,13 @@ from m3bert.features import AudioError, audio_info
 from m3bert.features.inputs import assign_ids, find_inputs
 from m3bert.inference.pretrained import fingerprint
 from m3bert.inference.representations import Representations
-from m3bert.models.pooling import RunningPool
+from m3bert.models.pooling import CLIP_POOLING, RunningPool, clip_embedding
 
 log = logging.getLogger(__name__)
 # Clip-level embeddings written per file; the last one is written last, so its file marks a finished id.
-POOLED = ("mean", "mean_std", "max")
+POOLED = ("mean", "mean_std", "max")  # per hidden state, each in its folder
+CLIP = "clip"  # the default clip embedding (m3bert.models.pooling.clip_embedding), in clip/
+WRITTEN = (*POOLED, CLIP)  # in this order, each file atomically: the last one there means the rest is too
 SETTINGS_FILE = "extract.json"
 # What decides the numbers in the outputs: a rerun with other values must not mix its files with the old ones.
 SETTINGS_KEYS = (
@@ -98,7 +103,7 @@ def remove_leftovers(out: Path) -> None:
     stale = [p for p in out.glob(f"{SCRATCH_PREFIX}*") if p.is_dir()] if out.is_dir() else []
     for folder in stale:
         shutil.rmtree(folder, ignore_errors=True)
-    for sub in ("frames", "mean", "max"):
+    for sub in ("frames", *WRITTEN):
         stale += remove_stale_temp_files(out / sub, recursive=True)
     stale += remove_stale_temp_files(out)
     for path in stale:
@@ -118,14 +123,14 @@ class Outputs:
         return self.root / how / f"{id_}.npy"
 
     def done(self, id_: str) -> bool:
-        # Written frames -> mean -> mean_std -> max, each atomically: max being there means the rest is too
-        # (mean_std is checked as well: folders from before it existed are completed by a rerun).
-        pooled = all(self.pooled(id_, how).is_file() for how in ("mean_std", "max"))
+        # Written frames -> mean -> mean_std -> max -> clip, each atomically: clip being there means the rest is
+        # too (mean_std and max are checked as well: folders from before clip/ existed are completed by a rerun).
+        pooled = all(self.pooled(id_, how).is_file() for how in ("mean_std", "max", CLIP))
         return pooled and (not self.frame_level or self.frames(id_).is_file())
 
     def remove(self, id_: str) -> None:
         """Delete what an earlier run left for ``id_``, so that a file failing now can't keep stale outputs."""
-        for path in (*(self.pooled(id_, how) for how in reversed(POOLED)), self.frames(id_)):
+        for path in (*(self.pooled(id_, how) for how in reversed(WRITTEN)), self.frames(id_)):
             path.unlink(missing_ok=True)
 
 
@@ -134,7 +139,8 @@ def encode_to_disk(
 ) -> tuple[dict[str, np.ndarray], int]:
     """Stream ``features`` (frames, dim) through the encoder, writing hidden states (layers, tokens, hidden) to
     ``frames_path`` (memory-mapped, renamed into place when complete) if given. Returns the pooled embeddings
-    (``mean`` and ``max`` (layers, hidden), ``mean_std`` (layers, 2 hidden); float32) and the number of tokens."""
+    (``mean`` and ``max`` (layers, hidden), ``mean_std`` (layers, 2 hidden), ``clip`` (3 hidden); float32) and the
+    number of tokens."""
     layers, hidden = len(rep.layers), rep.hidden_size
     tokens = math.ceil(len(features) / rep.downsample)
     pool = RunningPool()
@@ -159,7 +165,8 @@ def encode_to_disk(
         if tmp is not None:
             tmp.unlink(missing_ok=True)
         raise
-    return {how: pool.result(how).numpy() for how in POOLED}, tokens
+    pooled = {how: pool.result(how).numpy() for how in POOLED}
+    return {**pooled, CLIP: clip_embedding(pool.result(CLIP_POOLING)).numpy()}, tokens
 
 
 def save_array(path: Path, array: np.ndarray) -> None:
@@ -224,7 +231,7 @@ def index_row(rep: Representations, outputs: Outputs, id_: str, audio: Path) -> 
         "first_timestamp_s": float(rep.timestamps(1)[0]),
         "layers": ";".join(map(str, rep.layers)),
         "frames_file": rel(outputs.frames(id_)) if outputs.frame_level else "",
-        **{f"{how}_file": rel(outputs.pooled(id_, how)) for how in POOLED},
+        **{f"{how}_file": rel(outputs.pooled(id_, how)) for how in WRITTEN},
     }
 
 
@@ -235,7 +242,7 @@ def pack_npz(rows: list[dict], outputs: Outputs, path: Path) -> None:
         "audio": np.array([r["audio"] for r in rows]),
         **{
             how: np.stack([np.load(outputs.pooled(r["id"], how)) for r in rows]) if rows else np.zeros((0,))
-            for how in POOLED
+            for how in WRITTEN
         },
         "layers": np.array([int(i) for i in rows[0]["layers"].split(";")]) if rows else np.zeros((0,), int),
         "frame_period_s": np.array(rows[0]["frame_period_s"] if rows else np.nan),
@@ -307,7 +314,7 @@ def extract(cfg: DictConfig) -> dict[str, Any]:
                     pooled, _ = encode_to_disk(rep, features, frames_path, output_dtype)
                     seconds = len(features) / rep.front_end.frame_rate
                     del features  # releases the scratch memory map before the next file reuses it
-                    for how in POOLED:
+                    for how in WRITTEN:
                         save_array(outputs.pooled(id_, how), pooled[how].astype(output_dtype))
                     audio_seconds += seconds
                 except (torch.OutOfMemoryError, DiskFullError):

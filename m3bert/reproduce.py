@@ -291,11 +291,12 @@ def clip_level_probe(root: Path, data: Path, tasks: dict) -> tuple[pd.DataFrame,
     ids, _ = assign_ids(*find_inputs(inputs, [], "audio"))
     pooled = {
         how: np.stack([np.load(out / how / f"{ids[Path(a)]}.npy") for a in audio]).astype(np.float64)
-        for how in ("mean", "mean_std", "max")
+        for how in ("mean", "mean_std", "max", "clip")
     }
     embeddings = {
         FEATURES_BASELINE: feature_statistics(manifest, data),
-        DEFAULT_CLIP_EMBEDDING: pooled["mean_std"][:, -1],
+        DEFAULT_CLIP_EMBEDDING: pooled["clip"],
+        "m3bert mean+std, last layer": pooled["mean_std"][:, -1],
         "m3bert mean, last layer": pooled["mean"][:, -1],
         "m3bert max, last layer": pooled["max"][:, -1],
         # extract's two statistics files side by side: what a user can concatenate without re-extracting.

@@ -24,6 +24,17 @@ def test_masked_pool_values_on_a_known_input():
         masked_pool(X, VALID, "median")
 
 
+def test_mean_std_max_and_the_default_clip_embedding_on_a_known_input():
+    from m3bert.models.pooling import CLIP_POOLING, clip_embedding
+
+    pooled = masked_pool(X, VALID, "mean_std_max")
+    std = (8 / 3) ** 0.5, 200**0.5
+    torch.testing.assert_close(pooled[0], torch.tensor([3.0, 20.0, std[0], std[1], 5.0, 40.0]))
+    assert pooled_dim(2, "mean_std_max") == 6 and CLIP_POOLING == "mean_std_max"
+    # Two "layers" (the two clips here) averaged: the clip embedding is the mean of their pooled vectors.
+    torch.testing.assert_close(clip_embedding(pooled), (pooled[0] + pooled[1]) / 2)
+
+
 @pytest.mark.parametrize("mode, width", [("mean", 2), ("max", 2), ("mean_std", 4), ("attention", 2)])
 def test_head_pooling_shapes_ignore_padding_and_train(mode, width):
     pooling = Pooling(2, mode)

@@ -16,6 +16,7 @@ from m3bert.objectives.multitask import ENCODER_MODES
 from m3bert.report.markdown import environment_block
 from m3bert.report.runs import find_runs
 from m3bert.tasks.clip_probe import DEFAULT_CLIP_EMBEDDING, FEATURES_BASELINE
+from m3bert.tasks.task import PRIMARY_METRICS
 
 PROBE_TABLES = ("clip_probe.csv", "clip_probe_verdict.csv")  # every embedding's row, the default one's verdict
 
@@ -61,12 +62,11 @@ def write_paper_tables(out: Path) -> pd.DataFrame:
 
 
 def primary_results(summaries: dict[str, dict], tasks: dict) -> pd.DataFrame:
-    """task x mode table of each task's primary test metric, from each mode's ``metrics.json``."""
-    from m3bert.tasks import resolve_task
-
+    """task x mode table of each task's primary test metric, from each mode's ``metrics.json`` (the task configs
+    ``tasks`` give the metric by their type; no data is read)."""
     rows = []
     for name, spec in tasks.items():
-        metric = resolve_task(name, spec).primary_metric
+        metric = PRIMARY_METRICS[spec["type"]]
         row = {"task": name, "metric": metric}
         for mode, summary in summaries.items():
             row[mode] = summary["test"].get(f"{name}/test/{metric}", float("nan"))

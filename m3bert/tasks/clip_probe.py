@@ -28,8 +28,8 @@ from m3bert.data import stats_path
 log = logging.getLogger(__name__)
 
 FEATURES_BASELINE = "features mean+std (unnormalised)"
-# The clip embedding the demo probe's verdict is about: extract's statistics pooling (mean, then std) of the last layer.
-DEFAULT_CLIP_EMBEDDING = "m3bert mean+std, last layer"
+# The clip embedding the demo probe's verdict is about: extract's default (clip/, m3bert.models.pooling.clip_embedding).
+DEFAULT_CLIP_EMBEDDING = "m3bert clip embedding (mean+std+max, mean over layers)"
 KINDS = ("classification", "regression")
 METRIC = {"classification": "accuracy", "regression": "r2"}
 # Regularisation candidates: inverse strength C of the logistic regression, strength alpha of the ridge.

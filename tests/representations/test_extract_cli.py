@@ -58,6 +58,10 @@ def test_a_folder_gives_frames_pooled_embeddings_an_index_and_failures(model, au
     statistics = np.load(out / "mean_std" / "a.npy")  # (layers, 2 hidden): mean, then std over the frames
     np.testing.assert_allclose(statistics, np.concatenate([frames.mean(1), frames.std(1)], -1), atol=1e-5)
     assert index["mean_std_file"][0] == "mean_std/a.npy"
+    # The default clip embedding: each layer's mean, std and max over the frames, averaged over the layers.
+    clip = np.concatenate([frames.mean(1), frames.std(1), frames.max(1)], -1).mean(0)
+    np.testing.assert_allclose(np.load(out / "clip" / "a.npy"), clip, atol=1e-5)
+    assert index["clip_file"][0] == "clip/a.npy" and clip.shape == (3 * 32,)
     assert np.load(out / "frames" / "sub" / "b.npy").shape == (3, 1 + 2 * 44100 // 1024, 32)
     # The same numbers as the Python API gives with the same settings (dtype=auto is bf16 on CPUs with native bf16).
     api = Representations.from_pretrained(model, dtype="auto")(audio / "a.wav")

@@ -5,8 +5,12 @@ from __future__ import annotations
 import sys
 import textwrap
 
+import numpy as np
 import pytest
+import soundfile
 import torch
+from conftest import CONF
+from hydra import compose, initialize_config_dir
 from tiny_models import export_tiny
 
 from m3bert import hear
@@ -23,7 +27,7 @@ def model_dir(tmp_path_factory):
 def test_timestamp_and_scene_embeddings_follow_the_contract(model_dir, seconds):
     model = hear.load_model(str(model_dir))
     assert isinstance(model, torch.nn.Module)
-    assert (model.sample_rate, model.timestamp_embedding_size, model.scene_embedding_size) == (44100, 32, 32)
+    assert (model.sample_rate, model.timestamp_embedding_size, model.scene_embedding_size) == (44100, 32, 96)
     audio = torch.rand(3, int(seconds * model.sample_rate)) * 2 - 1
     embeddings, timestamps = hear.get_timestamp_embeddings(audio, model)
     frames = 1 + audio.shape[1] // 1024
@@ -34,8 +38,8 @@ def test_timestamp_and_scene_embeddings_follow_the_contract(model_dir, seconds):
         steps = torch.diff(timestamps)
         assert (steps > 0).all() and torch.allclose(steps, torch.tensor(HOP_MS), atol=1e-3)  # milliseconds
     scene = hear.get_scene_embeddings(audio, model)
-    assert scene.shape == (3, 32) and scene.dtype == torch.float32
-    torch.testing.assert_close(scene, embeddings.mean(1))
+    assert scene.shape == (3, 96) and scene.dtype == torch.float32
+    torch.testing.assert_close(scene[:, :32], embeddings.mean(1))  # the mean part: layers and frames commute
     # Each clip is embedded on its own: its batch-mates don't change it.
     alone, _ = hear.get_timestamp_embeddings(audio[1:2], model)
     torch.testing.assert_close(alone[0], embeddings[1], atol=1e-5, rtol=1e-5)
@@ -103,8 +107,24 @@ def test_the_reference_validator_accepts_the_module(model_dir, tmp_path, monkeyp
     assert "Checking get_scene_embeddings" in capsys.readouterr().out
 
 
+def test_the_default_scene_embedding_is_the_clip_embedding_extract_writes(model_dir, tmp_path):
+    from m3bert.extract import extract
+
+    model = hear.load_model(str(model_dir))
+    audio = torch.rand(1, 44100) * 2 - 1
+    soundfile.write(tmp_path / "clip.wav", audio[0].numpy(), 44100, subtype="FLOAT")
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            "extract",
+            ["progress=false", f"model_path={model_dir}", f"input={tmp_path / 'clip.wav'}", f"output={tmp_path / 'o'}"],
+        )
+    extract(cfg)
+    clip = torch.from_numpy(np.load(tmp_path / "o" / "clip" / "clip.npy"))
+    torch.testing.assert_close(hear.get_scene_embeddings(audio, model)[0], clip, atol=1e-4, rtol=1e-4)
+
+
 def test_statistics_pooled_scene_embeddings(model_dir):
-    model = hear.load_model(str(model_dir), scene_pooling="mean_std")
+    model = hear.load_model(str(model_dir), scene_pooling="mean_std", layer=0)
     assert (model.timestamp_embedding_size, model.scene_embedding_size) == (32, 64)
     audio = torch.rand(2, 44100) * 2 - 1
     embeddings, _ = hear.get_timestamp_embeddings(audio, model)
