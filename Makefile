@@ -48,9 +48,9 @@ real-music: ## Optional, Debian/Ubuntu: game soundtracks (apt-get download) -> p
 	done
 
 .PHONY: lint
-lint: ## Lint and check formatting (ruff); `ruff format m3bert tests` fixes the formatting
-	$(PYTHON) -m ruff check m3bert tests
-	$(PYTHON) -m ruff format --check m3bert tests
+lint: ## Lint and check formatting (ruff); `ruff format m3bert tests benchmarks` fixes the formatting
+	$(PYTHON) -m ruff check m3bert tests benchmarks
+	$(PYTHON) -m ruff format --check m3bert tests benchmarks
 
 .PHONY: test
 test: ## Run the default test suite (minutes on 2 cores)
@@ -67,7 +67,7 @@ test-gpu: ## Run only the tests that need CUDA
 .PHONY: bench
 bench: ## Benchmarks; results go to bench-results/*.json
 	$(PYTHON) -m pip install -q $(if $(CONSTRAINTS),-c $(CONSTRAINTS),) -e ".[bench]"
-	$(PYTHON) -m m3bert.bench --out bench-results
+	$(PYTHON) -m benchmarks --out bench-results
 
 .PHONY: clean
 clean: ## Remove caches and run outputs (experiments/ and multirun/ keep their READMEs)

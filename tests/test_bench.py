@@ -1,7 +1,7 @@
 import pytest
 from conftest import measured
 
-from m3bert.bench import pretrain
+from benchmarks import pretrain
 
 
 def test_pretraining_benchmark_runs_on_a_tiny_shape():
@@ -20,7 +20,7 @@ def test_training_flops_count_matmuls():
 
 
 def test_objective_costs_are_measured_against_reconstruction():
-    from m3bert.bench import objectives
+    from benchmarks import objectives
 
     tiny = ["model=m3bert_tiny", "dataset.max_frames=32", "trainer.batch_size=2"]
     result = objectives.run(steps=1, precision="fp32", overrides=tiny)

@@ -19,11 +19,11 @@ import torch
 from conftest import CONF, ROOT, TINY, crash_after_checkpoint, make_config, task_overrides
 from hydra import compose, initialize_config_dir
 
+from benchmarks.synth import synthetic_music
 from m3bert.common import checkpoints, files
 from m3bert.common.errors import ConfigError, DiskFullError, user_message
 from m3bert.data.manifest import ManifestError
 from m3bert.extract import extract
-from m3bert.features.synth import synthetic_music
 from m3bert.inference.pretrained import load_pretrained, save_pretrained
 from m3bert.models import M3BERT, M3BERTConfig
 from m3bert.prepare import check_prepare_config, prepare

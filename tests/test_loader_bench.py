@@ -1,7 +1,7 @@
 import pytest
 from conftest import measured
 
-from m3bert.bench import loader
+from benchmarks import loader
 
 
 def test_loader_benchmark_reports_startup_and_crop_rates_by_name():

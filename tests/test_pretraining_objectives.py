@@ -20,12 +20,12 @@ from hydra.utils import instantiate
 from test_objectives import finetune_gtzan
 from test_trainer import QUICK, losses, one_and_two_processes
 
+from benchmarks.synth import synthetic_music
 from m3bert.common import checkpoints
 from m3bert.common.errors import ConfigError
 from m3bert.data import Batch
 from m3bert.export import export
 from m3bert.extract import extract
-from m3bert.features.synth import synthetic_music
 from m3bert.inference.pretrained import fingerprint, load_pretrained
 from m3bert.masking import Masker
 from m3bert.models import M3BERTConfig

@@ -11,11 +11,11 @@ import torch
 
 librosa = pytest.importorskip("librosa")
 
+from benchmarks.reference import reference_features, reference_tuning  # noqa: E402
+from benchmarks.synth import synthetic_music  # noqa: E402
 from m3bert.features import M3BERT_BLOCKS, SpectralConfig, build_feature_extractor  # noqa: E402
 from m3bert.features.cqt import ConstantQ  # noqa: E402
-from m3bert.features.reference import reference_features, reference_tuning  # noqa: E402
 from m3bert.features.spectral import stft_magnitude, window  # noqa: E402
-from m3bert.features.synth import synthetic_music  # noqa: E402
 from m3bert.features.tuning import estimate_tuning  # noqa: E402
 
 SR = 44100

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.synth import synthetic_music
 from m3bert.features import (
     LOGMEL_BLOCKS,
     M3BERT324,
@@ -17,7 +18,6 @@ from m3bert.features import (
     cmvn,
 )
 from m3bert.features.cqt import ConstantQ, halfband_taps
-from m3bert.features.synth import synthetic_music
 
 SR = 44100
 

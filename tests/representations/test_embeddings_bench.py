@@ -3,7 +3,7 @@ test never says how fast a machine must be)."""
 
 from conftest import measured
 
-from m3bert.bench import embeddings as extract
+from benchmarks import embeddings as extract
 
 
 def test_extraction_benchmark_reports_real_time_factors():

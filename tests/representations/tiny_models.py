@@ -9,7 +9,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from m3bert.features.synth import synthetic_music
+from benchmarks.synth import synthetic_music
 from m3bert.inference.pretrained import save_pretrained
 from m3bert.models import M3BERT, M3BERTConfig
 

@@ -1,12 +1,12 @@
 """Benchmark: embedding extraction speed, audio in, every layer's hidden states out.
 
-    python -m m3bert.bench.embeddings --device cpu --seconds 30
+    python -m benchmarks.embeddings --device cpu --seconds 30
 
 Times :class:`m3bert.inference.representations.Representations` on ``n_clips`` clips of ``seconds`` s of synthetic
 music at 44.1 kHz for the paper's small (3 x 768) and base (12 x 768) encoders (random weights: speed doesn't depend
 on them), m3bert324 features, windows of 512 frames with a quarter overlap. The real-time factor (RTF) is seconds of
 audio per second of wall time, so higher is faster; ``features_s`` / ``encoder_s`` split the time between the front
-end and the encoder. As in ``m3bert.bench.features``, each timed pass starts without cached CQT kernels (every new
+end and the encoder. As in ``benchmarks.features``, each timed pass starts without cached CQT kernels (every new
 file has its own tuning estimate, hence its own kernels). Prints a JSON dict.
 """
 
@@ -19,8 +19,8 @@ import time
 
 import torch
 
+from benchmarks.synth import synthetic_music
 from m3bert.common.tables import rounded
-from m3bert.features.synth import synthetic_music
 from m3bert.inference.pretrained import FrontEnd
 from m3bert.inference.representations import Representations
 from m3bert.models import M3BERT, M3BERTConfig

@@ -1,4 +1,4 @@
-"""``python -m m3bert.bench [--out DIR] [--only NAME ...]``: run the benchmarks and write one json each."""
+"""``python -m benchmarks [--out DIR] [--only NAME ...]``: run the benchmarks and write one json each."""
 
 from __future__ import annotations
 
@@ -16,19 +16,19 @@ from m3bert.common.files import write_json
 
 
 def _pretrain(cuda: bool) -> dict:
-    from m3bert.bench import pretrain
+    from benchmarks import pretrain
 
     return {"cpu": pretrain.compare_cpu(), **({"cuda": pretrain.gpu()} if cuda else {})}
 
 
 def _features(cuda: bool) -> dict:
-    from m3bert.bench import features
+    from benchmarks import features
 
     return {"cpu": features.run("cpu"), **({"cuda": features.run("cuda")} if cuda else {})}
 
 
 def _extract(cuda: bool) -> dict:
-    from m3bert.bench import embeddings as extract
+    from benchmarks import embeddings as extract
 
     gpu = {"cuda": extract.run("cuda"), "cuda_bf16": extract.run("cuda", dtype="bfloat16")} if cuda else {}
     # bf16 on the CPU only where it is native (what extract's dtype=auto picks); emulated it is slower than fp32.
@@ -37,13 +37,13 @@ def _extract(cuda: bool) -> dict:
 
 
 def _objectives(cuda: bool) -> dict:
-    from m3bert.bench import objectives
+    from benchmarks import objectives
 
     return {"cpu": objectives.run("cpu"), **({"cuda": objectives.run("cuda")} if cuda else {})}
 
 
 def _loader(cuda: bool) -> dict:
-    from m3bert.bench import loader
+    from benchmarks import loader
 
     return {"cpu": loader.run()}
 

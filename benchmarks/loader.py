@@ -1,6 +1,6 @@
 """Benchmark: the training data path at scale.
 
-    python -m m3bert.bench --only loader          # bench-results/loader.json
+    python -m benchmarks --only loader          # bench-results/loader.json
 
 - **Start-up**: building :class:`m3bert.data.ManifestDataset` on a validated synthetic manifest of ``rows`` rows
   with the columns ``prepare`` writes (time and resident memory; ``startup_s_1m_extrapolated`` scales it linearly

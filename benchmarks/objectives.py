@@ -15,7 +15,7 @@ from statistics import median
 import torch
 from hydra.utils import instantiate
 
-from m3bert.bench.pretrain import _step
+from benchmarks.pretrain import _step
 from m3bert.common.devices import cpu_has_native_bf16
 from m3bert.data import Batch
 from m3bert.reproduce import compose

@@ -1,6 +1,6 @@
 """Benchmark: torch feature extraction (batched) vs the librosa reference on the same clips.
 
-    python -m m3bert.bench.features --device cpu --seconds 30 --n-clips 8 --threads 1
+    python -m benchmarks.features --device cpu --seconds 30 --n-clips 8 --threads 1
 
 Prints a JSON dict. The real-time factor (RTF) is seconds of audio processed per second of wall time, so
 higher is faster. Each timed torch pass starts with an empty kernel-bank cache, so building the per-tuning
@@ -18,10 +18,10 @@ import warnings
 import numpy as np
 import torch
 
+from benchmarks.reference import reference_features
+from benchmarks.synth import synthetic_music
 from m3bert.common.tables import rounded
 from m3bert.features import build_feature_extractor
-from m3bert.features.reference import reference_features
-from m3bert.features.synth import synthetic_music
 
 
 def _sync(device: torch.device) -> None:
