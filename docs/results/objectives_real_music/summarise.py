@@ -30,17 +30,27 @@ def row(name: str, values: dict[str, list[float]]) -> dict[str, str]:
 reports, out = Path(sys.argv[1]), Path(sys.argv[2])
 per_objective: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
 rows = []
+seeds: dict[str, int] = defaultdict(int)
 for folder in sorted(p for p in reports.iterdir() if (p / "results.csv").is_file()):
     results = pd.read_csv(folder / "results.csv")
     values = {e: results.loc[results["embedding"] == e, "value"].tolist() for e in ROWS}
     rows.append(row(folder.name, values))
-    pooled = per_objective[folder.name.rsplit("_seed", 1)[0]]
+    name = folder.name.rsplit("_seed", 1)[0]
+    seeds[name] += 1
+    pooled = per_objective[name]
     for embedding, scores in values.items():
         if embedding in FLOORS:  # the same clips, folds and random encoder for every seed: counted once
             pooled[embedding] = scores
         else:
             pooled[embedding] += scores
-rows += [row(f"{name}, all seeds", values) for name, values in per_objective.items()]
-table = markdown_table(pd.DataFrame(rows))
-write_text(table, out)
-print(table)
+pooled_rows = [row(f"{name}, {seeds[name]} seeds", values) for name, values in sorted(per_objective.items())]
+tables = [
+    "Per objective (and budget or corpus where not the real corpus at 700 steps), over its pre-training seeds:",
+    "",
+    markdown_table(pd.DataFrame(pooled_rows)),
+    "Per pre-trained encoder:",
+    "",
+    markdown_table(pd.DataFrame(rows)),
+]
+write_text("\n".join(tables), out)
+print("\n".join(tables))
