@@ -339,19 +339,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, list[Job]]:
         missing.append(
             f"pretrain: no finished pre-training run in {jobs['pretrain'][0].folder}; add the pretrain stage"
         )
+    queue = [job for stage in stages for job in jobs[stage]]
+    for number, job in enumerate(queue, 1):  # every training job's overrides checked before the first job runs
+        if job.stage in ("pretrain", "finetune"):
+            _as_job(job, number, len(queue), training_config)
     if cfg.dry_run:
-        for stage in stages:
-            for job in jobs[stage]:
-                print(job.command)
+        for job in queue:
+            print(job.command)
         for line in missing:
             print(f"# missing: {line}")
         return jobs
     if missing:
         raise UserError(f"nothing has run, {len(missing)} missing: " + "; ".join(missing))
-    queue = [job for stage in stages for job in jobs[stage]]
-    for number, job in enumerate(queue, 1):  # every training job's overrides checked before the first job runs
-        if job.stage in ("pretrain", "finetune"):
-            _as_job(job, number, len(queue), training_config)
     started = time.perf_counter()
     timings = Timings(root / "timings.json")
     for number, job in enumerate(queue, 1):

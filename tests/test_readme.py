@@ -66,6 +66,11 @@ def test_a_readme_command_composes_and_passes_the_checks_made_before_any_work(wo
     name = module.removeprefix("m3bert.")
     if name == "report":  # not Hydra-composed: its own parser
         return
+    if name == "reproduce":  # a dry run composes and checks every job of the pipeline, and runs none
+        from m3bert import reproduce
+
+        assert reproduce.main([*arguments, "dry_run=true"])["pretrain"]
+        return
     launched = jobs(arguments)
     assert len(launched) == 1 or "-m" in arguments, "a sweep needs -m"
     for job in launched:
