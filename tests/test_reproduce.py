@@ -73,6 +73,26 @@ def test_reproduce_errors_are_one_line_with_exit_status_2():
     )
 
 
+def test_a_pretraining_run_of_another_recipe_sets_the_whole_study_aside(tmp_path, monkeypatch):
+    import json
+
+    import m3bert.train
+
+    scale = reproduce.Scale.from_config(reproduce.compose("reproduce", ["scale=tour_quick"]).scale)
+    root = tmp_path / "demo_quick"
+    jobs = reproduce.plan(scale, root, [0])
+    (root / "pretrain").mkdir(parents=True)
+    (root / "finetune_frozen").mkdir()  # made from that pre-training run: it goes with it
+    record = {"status": "finished", "config": {"seed": 0, "optimizer": {"lr": 123.0}}}
+    (root / "pretrain" / records.RECORD).write_text(json.dumps(record))
+    ran = []
+    monkeypatch.setattr(m3bert.train, "run", lambda cfg, folder, *args: ran.append(folder))
+    reproduce.run_job(jobs["pretrain"][0], scale, root)
+    (aside,) = tmp_path.glob("demo_quick.old-*")
+    assert (aside / "finetune_frozen").is_dir() and records.read(aside / "pretrain") == record
+    assert ran == [root / "pretrain"] and not (root / "finetune_frozen").exists()
+
+
 def test_timings_add_up_over_invocations_and_keep_a_skipped_jobs_first_time(tmp_path):
     path = tmp_path / "timings.json"
     timings = reproduce.Timings(path)
