@@ -42,7 +42,7 @@ from m3bert.features.audio import expected_length
 from m3bert.features.normalize import cmvn_in_place
 from m3bert.inference.pretrained import FrontEnd, load_pretrained
 from m3bert.models.encoder import M3BERT
-from m3bert.models.pooling import masked_pool
+from m3bert.models.pooling import CLIP_POOLING, clip_embedding, masked_pool
 
 DEFAULT_WINDOW_FRAMES = 512  # the manifest datasets' pre-training crop (dataset.max_frames), ~12 s
 # Frames the front end needs at least (its delta features fit a 9-frame line); shorter clips are padded with silence.
@@ -68,8 +68,14 @@ class Representation:
     layers: tuple[int, ...]  # which hidden states, in order (0 = the embedding output, num_layers = the last layer)
 
     def pooled(self, how: str = "mean") -> torch.Tensor:
-        """(layers, hidden) mean or max over frames, or (layers, 2 hidden) ``mean_std`` (mean, then std)."""
+        """(layers, hidden) mean or max over frames, (layers, 2 hidden) ``mean_std`` (mean, then std) or (layers,
+        3 hidden) ``mean_std_max``."""
         return masked_pool(self.hidden_states, None, how)
+
+    def clip_embedding(self) -> torch.Tensor:
+        """(3 hidden) the default clip embedding (:func:`m3bert.models.pooling.clip_embedding`), as ``extract``
+        writes it to ``clip/``."""
+        return clip_embedding(self.pooled(CLIP_POOLING))
 
 
 def plan_windows(frames: int, window: int, overlap: int, multiple: int = 1) -> list[Window]:

@@ -66,6 +66,7 @@ def test_a_folder_gives_frames_pooled_embeddings_an_index_and_failures(model, au
     # The same numbers as the Python API gives with the same settings (dtype=auto is bf16 on CPUs with native bf16).
     api = Representations.from_pretrained(model, dtype="auto")(audio / "a.wav")
     np.testing.assert_allclose(frames, api.hidden_states.float().numpy(), atol=1e-5)
+    np.testing.assert_allclose(np.load(out / "clip" / "a.npy"), api.clip_embedding().numpy(), atol=1e-5)
 
 
 def test_a_rerun_skips_finished_files_and_other_settings_are_refused(model, audio, tmp_path, monkeypatch):
