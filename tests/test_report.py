@@ -453,6 +453,29 @@ def test_significance_against_the_reference_row_matches_scipy(tmp_path):
         report.compare(report.find_runs([str(tmp_path / "runs")]), reference={"optimizer.lr": "7e-4"})
 
 
+def test_within_compares_each_row_with_the_reference_row_of_its_own_group(tmp_path):
+    # Two encoders' evaluations, each with its own feature floor: one report, each against its own floor.
+    scores = {("a", "features"): [0.60, 0.62], ("a", "layer"): [0.70, 0.72], ("b", "features"): [0.50, 0.52],
+              ("b", "layer"): [0.51, 0.55]}  # fmt: skip
+    for (model, embedding), values in scores.items():
+        for repeat, value in enumerate(values):
+            config, metrics = {"model": model, "embedding": embedding}, {"label/test/accuracy": value}
+            write_record(tmp_path / f"{model}_{embedding}_{repeat}", "evaluate", repeat, config, metrics)
+    runs = report.find_runs([str(tmp_path)])
+    with pytest.raises(UserError, match="names 2 rows of the evaluate table.*within=KEY"):
+        report.compare(runs, reference={"embedding": "features"})
+    (evaluate,) = report.compare(runs, reference={"embedding": "features"}, within=["model"])
+    table = evaluate.significance().set_index("model")
+    assert list(table.index) == ["a", "b"] and set(table["embedding"]) == {"layer"}
+    assert float(table.loc["a", "difference"]) == pytest.approx(0.10)  # 0.71 against a's own floor 0.61
+    assert float(table.loc["b", "difference"]) == pytest.approx(0.02)  # 0.53 against b's own floor 0.51
+    with pytest.raises(UserError, match="within=seedz: seedz does not differ"):
+        report.compare(runs, reference={"embedding": "features"}, within=["seedz"])[0].significance()
+    out = tmp_path.parent / "within_report"
+    report.main([str(tmp_path), f"out={out}", "reference=embedding=features", "within=model"])
+    assert "with the same `model`" in (out / "report.md").read_text()
+
+
 def test_every_stage_a_record_names_is_reported(tmp_path):
     """An evaluation record (``m3bert.evaluate``'s): stage ``evaluate``, test metrics at the top level."""
     for seed in range(2):

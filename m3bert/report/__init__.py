@@ -1,4 +1,5 @@
-"""Compare runs: ``python -m m3bert.report INPUT... out=DIR [metrics=a,b] [ignore=k1,k2] [reference=k=v,...]``.
+"""Compare runs: ``python -m m3bert.report INPUT... out=DIR [metrics=a,b] [ignore=k1,k2] [reference=k=v,...]
+[within=k1,...]``.
 
 INPUT is a run folder, a folder with runs anywhere below it (a multirun, ``experiments/``), or a glob of those
 (quoted); a run folder is one holding ``run.json`` (see :mod:`m3bert.training.records`). Or read the runs from W&B:
@@ -18,7 +19,10 @@ the comparison panels (needs ``pip install m3bert[wandb-report]`` and an account
   in ``seed`` are one row, ``mean ± std (n)``. Config values print exactly as configured (``5e-4``), metrics with
   3 significant digits. With ``reference=key=value,...`` (e.g. ``reference=encoder.mode=baseline``) each stage
   that has that row gets a table of every other row's difference to it, Welch's t-test p-value and whether the
-  difference holds at 5 %. Failed and unfinished runs are listed under the table;
+  difference holds at 5 %; with ``within=key,...`` as well, each row is compared with the reference row that has
+  its values of those keys (one reference per group: ``reference=embedding=features within=model`` tests every
+  encoder's embeddings against the feature floor of its own evaluation). Failed and unfinished runs are listed
+  under the table;
 - ``results.csv``: one row per finished run and metric (``stage, run, seed, <differing keys>, metric, value``);
 - ``figures/``: each metric against every numeric swept key (mean ± std over seeds, and each run's value), every
   configuration's metrics the same way, and every run's loss curves.

@@ -19,7 +19,7 @@ from m3bert.training.records import IGNORED_KEYS
 
 log = logging.getLogger("m3bert.report")
 
-OPTIONS = ("out", "metrics", "ignore", "reference", "wandb", "group", "filters", "publish", "title")
+OPTIONS = ("out", "metrics", "ignore", "reference", "within", "wandb", "group", "filters", "publish", "title")
 _OPTION_LIKE = re.compile(r"^[A-Za-z_]+$")  # a bare word before '=': an option, never a path
 
 
@@ -65,7 +65,12 @@ def main(argv: Sequence[str] | None = None) -> list[StageComparison]:
     split = lambda s: [x for x in s.split(",") if x] if s else None  # noqa: E731
     ignore = (*IGNORED_KEYS, *(split(options.get("ignore")) or ()))
     title = options.get("title", "Run comparison")
-    comparisons = write_report(runs, options["out"], split(options.get("metrics")), ignore, title, inputs, reference)
+    within = split(options.get("within")) or []
+    if within and not reference:
+        raise UserError(f"within={options['within']} needs reference=key=value: the row each group is compared with")
+    comparisons = write_report(
+        runs, options["out"], split(options.get("metrics")), ignore, title, inputs, reference, within
+    )
     log.info("Report of %d runs in %s", len(runs), Path(options["out"]) / "report.md")
     if publish:
         entity, _, project = options["wandb"].partition("/")

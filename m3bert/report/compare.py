@@ -107,6 +107,7 @@ class StageComparison:
     metrics: list[str]
     copies: dict[str, list[str]] = field(default_factory=dict)  # key -> keys always equal to it (not columns)
     reference: dict[str, str] = field(default_factory=dict)  # key -> value naming the reference row
+    within: list[str] = field(default_factory=list)  # keys: each row against the reference row sharing their values
 
     @property
     def finished(self) -> list[int]:
@@ -163,16 +164,40 @@ class StageComparison:
             out.append(cells)
         return pd.DataFrame(out, columns=[*self.keys, "runs", *self.metrics])
 
-    def reference_row(self) -> Row | None:
-        """The row the ``reference`` names (every run of it matches each key=value), or None where no row of
-        this stage does; more than one matching row is an error naming them."""
+    def reference_rows(self) -> list[Row]:
+        """The rows the ``reference`` names (every run of each matches every key=value)."""
         if not self.reference:
-            return None
-        matches = [row for row in self.rows() if all(_matches(self.runs[i].config, self.reference) for i in row.runs)]
-        if len(matches) > 1:
+            return []
+        return [row for row in self.rows() if all(_matches(self.runs[i].config, self.reference) for i in row.runs)]
+
+    def reference_row(self) -> Row | None:
+        """The row the ``reference`` names, or None where no row of this stage does; more than one matching row is
+        an error naming them, unless ``within`` groups them (then :meth:`reference_for` picks one per row)."""
+        matches = self.reference_rows()
+        if len(matches) > 1 and not self.within:
             raise UserError(
                 f"reference={format_reference(self.reference)} names {len(matches)} rows of the {self.stage} table "
-                f"({'; '.join(r.label() for r in matches)}); add keys until it names one"
+                f"({'; '.join(r.label() for r in matches)}); add keys until it names one, or compare within groups "
+                "with within=KEY,... (e.g. within=model)"
+            )
+        return matches[0] if matches else None
+
+    def reference_for(self, row: Row) -> Row | None:
+        """The reference row ``row`` is compared with: the one reference row, or with ``within``, the reference row
+        that has ``row``'s values of those keys (None where there is none; two are an error)."""
+        if not self.within:
+            return self.reference_row()
+        unknown = [k for k in self.within if k not in self.keys]
+        if unknown:
+            raise UserError(
+                f"within={','.join(self.within)}: {', '.join(unknown)} does not differ between the {self.stage} "
+                f"runs; group by one of {', '.join(self.keys)}"
+            )
+        matches = [r for r in self.reference_rows() if all(r.cells[k] == row.cells[k] for k in self.within)]
+        if len(matches) > 1:
+            raise UserError(
+                f"reference={format_reference(self.reference)} within={','.join(self.within)} names "
+                f"{len(matches)} rows for {row.label()}; add keys to within until each group has one"
             )
         return matches[0] if matches else None
 
@@ -180,13 +205,12 @@ class StageComparison:
         """Every other row against the reference row, per metric: ``mean ± std (n)`` of both, the difference of
         the means, Welch's p-value and whether the difference holds at 5 % (``untested`` where either side has
         fewer than two runs). Empty without a reference row in this stage."""
-        reference = self.reference_row()
         columns = [*self.keys, "metric", "mean ± std (n)", "reference", "difference", "p (Welch)", "holds at 5 %"]
-        if reference is None:
-            return pd.DataFrame(columns=columns)
         out = []
+        references = [r.cells for r in self.reference_rows()]
         for row in self.rows():
-            if row.cells == reference.cells:
+            reference = self.reference_for(row)
+            if reference is None or row.cells in references:
                 continue
             for metric in self.metrics:
                 sample, base = self.samples(row, metric), self.samples(reference, metric)
@@ -256,10 +280,13 @@ def compare(
     metrics: Sequence[str] | None = None,
     ignore: Iterable[str] = IGNORED_KEYS,
     reference: Mapping[str, str] | None = None,
+    within: Sequence[str] = (),
 ) -> list[StageComparison]:
     """One :class:`StageComparison` per stage present (every stage a record names), pretrain, finetune,
     evaluate and probe first. ``metrics`` names the metrics for every stage (each stage shows those its runs
-    have); a name no run has is an error, as is a ``reference`` that names no row of any stage."""
+    have); a name no run has is an error, as is a ``reference`` that names no row of any stage. With ``within``
+    (config keys), each row is compared with the reference row that shares its values of those keys (e.g. the
+    feature floor of each encoder's evaluation: ``reference=embedding=features within=model``)."""
     if metrics:
         present = {k for run in runs for k in run.metrics}
         unknown = [m for m in metrics if m not in present]
@@ -273,8 +300,10 @@ def compare(
         part = [r for r in runs if r.stage == stage]
         diff, copies = drop_copies(differing_keys([r.config for r in part], ignore))
         chosen = [m for m in metrics if any(m in r.metrics for r in part)] if metrics else default_metrics(part, stage)
-        out.append(StageComparison(stage, part, list(diff), chosen, copies, dict(reference or {})))
-    if reference and not any(c.reference_row() for c in out):
+        out.append(StageComparison(stage, part, list(diff), chosen, copies, dict(reference or {}), list(within)))
+    for comparison in out:
+        comparison.reference_row()  # more than one without within: an error naming them
+    if reference and not any(c.reference_rows() for c in out):
         raise UserError(
             f"reference={format_reference(reference)}: no configuration has these values; name a row of the "
             "report's tables (its key=value pairs, e.g. reference=encoder.mode=baseline)"

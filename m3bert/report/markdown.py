@@ -99,8 +99,13 @@ def stage_section(comparison: StageComparison, out: Path) -> list[str]:
         if reference is None:
             lines += [f"No row of this stage is the reference ({named}).", ""]
         else:
+            against = (
+                f"the reference row ({named}: {reference.label()})"
+                if not comparison.within
+                else f"the reference row ({named}) with the same `{', '.join(comparison.within)}`"
+            )
             lines += [
-                f"Against the reference row ({named}: {reference.label()}): difference of the means and Welch's "
+                f"Against {against}: difference of the means and Welch's "
                 f"t-test (two-sided, unequal variances); a difference holds at {LEVEL:.0%} when p < {LEVEL}. "
                 "Rows with fewer than two runs on either side are untested.",
                 "",
@@ -130,13 +135,14 @@ def write_report(
     title: str = "Run comparison",
     sources: Sequence[str] = (),
     reference: Mapping[str, str] | None = None,
+    within: Sequence[str] = (),
 ) -> list[StageComparison]:
     """report.md, results.csv and figures/ in ``out`` (see :mod:`m3bert.report`); returns the comparisons. The
     counts at the top must account for every run read (:func:`~m3bert.report.compare.check_counts`)."""
     from m3bert.common.files import write_csv, write_text
 
     out = Path(out)
-    comparisons = compare(runs, metrics, ignore, reference)
+    comparisons = compare(runs, metrics, ignore, reference, within)
     counts = check_counts(len(runs), comparisons)
     statuses = Counter(r.status for r in runs)
     lines = [
