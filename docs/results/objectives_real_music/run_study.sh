@@ -9,7 +9,9 @@
 # extracting the features again).
 #   bash docs/results/objectives_real_music/run_study.sh
 #   [DATA=data/real_music OUT=experiments/objectives_real_music SEEDS=0,1,2 STEPS=700 CORPUS=real RECIPES=...
-#    RESULTS=docs/results/objectives_real_music]
+#    RESULTS=docs/results/objectives_real_music TRAIN=1]
+# (This session's demo-corpus reconstruction encoder is `make demo`'s pre-training run, the same recipe and seed,
+# linked in as OUT/pretrain_demo_700/make_demo and evaluated with TRAIN=0.)
 set -euo pipefail
 DATA=${DATA:-data/real_music}
 OUT=${OUT:-experiments/objectives_real_music}
@@ -23,8 +25,10 @@ case "$CORPUS" in
   demo) corpus=() ;;  # the recipes' own dataset=demo
   *) echo "run_study.sh: CORPUS=$CORPUS is not a corpus; use CORPUS=real or CORPUS=demo" >&2; exit 2 ;;
 esac
-python -m m3bert.train -m +experiment="$RECIPES" "${corpus[@]}" trainer.max_steps="$STEPS" logger=none \
-  trainer.progress=false seed="$SEEDS" hydra.sweep.dir="$OUT/pretrain_${CORPUS}_${STEPS}"
+if [ "${TRAIN:-1}" != 0 ]; then  # TRAIN=0: only evaluate and report the pre-training runs already in OUT
+  python -m m3bert.train -m +experiment="$RECIPES" "${corpus[@]}" trainer.max_steps="$STEPS" logger=none \
+    trainer.progress=false seed="$SEEDS" hydra.sweep.dir="$OUT/pretrain_${CORPUS}_${STEPS}"
+fi
 for run in "$OUT"/pretrain_*/*/; do
   run=${run%/}
   [ -f "$run/metrics.json" ] || continue  # not finished (another sweep of this study may be running)
