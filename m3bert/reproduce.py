@@ -321,7 +321,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, list[Job]]:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s", datefmt="%H:%M:%S")
     cfg = compose("reproduce", argv)
     scale = Scale.from_config(cfg.scale)
-    name = cfg.scale.folder
     stages = list(cfg.stages) if cfg.stages is not None else list(scale.stages)
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
@@ -358,12 +357,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, list[Job]]:
         done_before, job_started = job.done, time.perf_counter()
         _as_job(job, number, len(queue), run_job, scale, root)
         timings.add(job.stage, job.command, time.perf_counter() - job_started, done_before)
-    log.info(
-        "reproduce (scale=%s, stages %s) took %.1f min in this invocation",
-        name,
-        ",".join(stages),
-        (time.perf_counter() - started) / 60,
-    )
+    minutes = (time.perf_counter() - started) / 60
+    log.info("reproduce (%s, stages %s) took %.1f min in this invocation", root, ",".join(stages), minutes)
     log.info("%s", timings.summary())
     return jobs
 
