@@ -43,7 +43,10 @@ for folder in sorted(p for p in reports.iterdir() if (p / "results.csv").is_file
             pooled[embedding] = scores
         else:
             pooled[embedding] += scores
-pooled_rows = [row(f"{name}, {seeds[name]} seeds", values) for name, values in sorted(per_objective.items())]
+pooled_rows = [
+    row(f"{name}, {seeds[name]} seed{'s' * (seeds[name] > 1)}", values)
+    for name, values in sorted(per_objective.items())
+]
 tables = [
     "Per objective (and budget or corpus where not the real corpus at 700 steps), over its pre-training seeds:",
     "",
