@@ -32,7 +32,7 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pandas as pd
@@ -90,8 +90,7 @@ class Scale:
 class Job:
     stage: str
     overrides: list[str]
-    folder: Path | None = None  # run folder (training jobs), output folder (probe)
-    extra: dict = field(default_factory=dict)
+    folder: Path | None = None  # run folder (training jobs), output folder (probe, report)
 
     @property
     def done(self) -> bool:
@@ -143,7 +142,7 @@ def plan(scale: Scale, root: Path, seeds: Sequence[int], extra: Sequence[str] = 
         for seed in seeds:
             overrides = [*scale.finetune, *scale.multitask, f"encoder.mode={mode}", f"seed={seed}", checkpoint, *extra]
             folder = root / scale.finetune_folder.format(mode=mode, seed=seed)
-            jobs["finetune"].append(Job("finetune", overrides, folder, {"mode": mode, "seed": seed}))
+            jobs["finetune"].append(Job("finetune", overrides, folder))
     for task in scale.single_tasks:
         for seed in seeds:
             overrides = [
@@ -212,6 +211,11 @@ def training_config(job: Job) -> tuple[DictConfig, str]:
     return cfg, records.folder_key(job.overrides, exclude)
 
 
+def study_tasks(scale: Scale, root: Path) -> DictConfig:
+    """The task configs of the scale's multi-task fine-tuning runs (what the probe and the tour's table read)."""
+    return compose("train", [*scale.finetune, *scale.multitask, f"encoder.checkpoint={root / 'pretrain'}"]).tasks
+
+
 def run_job(job: Job, scale: Scale, root: Path) -> None:
     if job.stage == "prepare":
         from m3bert.prepare import prepare
@@ -221,8 +225,8 @@ def run_job(job: Job, scale: Scale, root: Path) -> None:
         from m3bert.report.study import PROBE_TABLES
 
         dataset = compose("prepare", [job.overrides[1]])
-        finetune = compose("train", [*scale.finetune, f"encoder.checkpoint={job.overrides[0]}"])
-        for table, name in zip(clip_level_probe(root, Path(dataset.out), finetune.tasks), PROBE_TABLES, strict=True):
+        tables = clip_level_probe(root, Path(dataset.out), study_tasks(scale, root))
+        for table, name in zip(tables, PROBE_TABLES, strict=True):
             write_csv(table, job.folder / name)
     elif job.stage == "report":
         from m3bert import report
@@ -231,8 +235,7 @@ def run_job(job: Job, scale: Scale, root: Path) -> None:
         if scale.summary == "tour":
             from m3bert.report.study import write_tour_readme
 
-            finetune = compose("train", [*scale.finetune, f"encoder.checkpoint={root / 'pretrain'}"])
-            table = write_tour_readme(job.folder, root, scale.finetune_folder, finetune.tasks)
+            table = write_tour_readme(job.folder, root, scale.finetune_folder, study_tasks(scale, root))
             print("\nPrimary test metric, one seed: see the README's multi-seed table before drawing conclusions")
             print(markdown_table(table))
         else:

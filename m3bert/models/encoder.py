@@ -7,6 +7,7 @@ Shapes follow the convention ``(batch, frames, features)``. Every forward return
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -61,6 +62,11 @@ class M3BERTConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def of(cls, model: M3BERTConfig | Mapping) -> M3BERTConfig:
+        """``model`` itself, or the config of its fields (the ``model`` mapping an objective is built with)."""
+        return model if isinstance(model, cls) else cls(**model)
 
 
 class EncoderOutput(NamedTuple):

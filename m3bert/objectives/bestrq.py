@@ -32,7 +32,7 @@ class BestRQ(Objective):
         seed: int = 0,
     ):
         super().__init__()
-        model = model if isinstance(model, M3BERTConfig) else M3BERTConfig(**model)
+        model = M3BERTConfig.of(model)
         self.encoder = M3BERT(model)
         self.masker = masker
         self.codes = CodePrediction(

@@ -54,7 +54,7 @@ class ClipContrastive(Objective):
         pooling: str = "mean",
     ):
         super().__init__()
-        model = model if isinstance(model, M3BERTConfig) else M3BERTConfig(**model)
+        model = M3BERTConfig.of(model)
         if temperature <= 0:
             raise ValueError(f"objective.temperature={temperature}: must be > 0")
         if projection_dim < 1:

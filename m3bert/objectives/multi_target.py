@@ -44,7 +44,7 @@ class MultiTarget(Objective):
         seed: int = 0,
     ):
         super().__init__()
-        model = model if isinstance(model, M3BERTConfig) else M3BERTConfig(**model)
+        model = M3BERTConfig.of(model)
         if not targets:
             raise ValueError("objective.targets is empty; name at least one target (see conf/objective/multi_target)")
         self.encoder = M3BERT(model)

@@ -50,7 +50,7 @@ class MaskedReconstruction(Objective):
 
     def __init__(self, model: M3BERTConfig | Mapping, masker: Masker, loss: str = "huber", huber_delta: float = 1.0):
         super().__init__()
-        model = model if isinstance(model, M3BERTConfig) else M3BERTConfig(**model)
+        model = M3BERTConfig.of(model)
         if loss not in LOSSES:
             raise ValueError(f"objective.loss must be huber or l1, got {loss!r}")
         self.encoder = M3BERT(model)
